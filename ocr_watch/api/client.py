@@ -1,0 +1,407 @@
+"""The only code that talks to the paid PicWish OCR service: create, query, download.
+
+Every call to the API host first takes a token from one shared :class:`TokenBucket`, so
+the key's rate limit holds however many files are in flight; a 429 slows the bucket and
+the same request is sent again (a 429'd create created nothing). Every other failure is
+translated here, once, into the tree in :mod:`ocr_watch.api.errors`.
+
+The API key travels only in an ``X-API-KEY`` header added to each API-host request; it is
+never a client-wide header, never sent to the result host, never followed through a
+redirect, and never appears in a message or ``repr``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import mimetypes
+import os
+import pathlib
+import secrets
+import time
+import urllib.parse
+from collections import Counter
+from types import TracebackType
+from collections.abc import Callable
+from typing import IO, Any, Literal, NoReturn
+
+import httpx
+
+from .errors import (
+    AccountError,
+    PermanentError,
+    RateLimited,
+    ResultUnavailable,
+    ServerError,
+    ServiceUnreachable,
+)
+from .models import CreateOptions, Task, describe_state
+from .ratelimit import TokenBucket
+
+__all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "raise_for_task_state"]
+
+# connect: a healthy service answers fast; write/read are per socket operation, so 120 s
+# survives a stalled slow link during a 200 MB upload and the service's wait before it
+# answers a large create; pool: how long a call may wait for a free connection.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=60.0)
+
+_TASKS_PATH = "/api/tasks/document/ocr"
+_CHUNK_BYTES = 1024 * 1024
+_MAX_MESSAGE_CHARS = 300
+_CREDIT_WORDS = ("credit", "balance", "quota", "insufficient", "recharge")
+
+_Kind = Literal["create", "query", "download"]
+
+
+def raise_for_task_state(task: Task) -> None:
+    """Raise :class:`PermanentError` for a failed task (state < 0); otherwise do nothing."""
+    if task.state >= 0:
+        return
+    reason = describe_state(task.state)
+    detail = f" ({task.message})" if task.message and task.message != "success" else ""
+    raise PermanentError(
+        f"the service could not convert this file: {reason}{detail}",
+        task_state=task.state,
+    )
+
+
+def _safe_url(url: httpx.URL | str) -> str:
+    """The URL without query or credentials (a result URL's signature is a secret too)."""
+    parsed = httpx.URL(str(url))
+    return f"{parsed.scheme}://{parsed.host}{parsed.path}"
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class PicWishClient:
+    """Async client for one API key; use as ``async with PicWishClient(...) as client``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        requests_per_second: float = 2.0,
+        burst: float = 1.0,
+        timeout: httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_rate_limit_retries: int = 20,
+    ) -> None:
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        self._base_url = base_url.rstrip("/")
+        self._api_host = httpx.URL(self._base_url).host
+        self._api_key = api_key
+        self._max_rate_limit_retries = max_rate_limit_retries
+        self.bucket = TokenBucket(requests_per_second, burst)
+        # No default headers: the key is added per request, to API-host calls only.
+        self._http = httpx.AsyncClient(
+            timeout=timeout or DEFAULT_TIMEOUT,
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._calls: Counter[str] = Counter()
+        self._rate_limited = 0
+        self._retries = 0
+
+    def __repr__(self) -> str:
+        return f"PicWishClient(base_url={self._base_url!r}, api_key='***', bucket={self.bucket!r})"
+
+    async def __aenter__(self) -> PicWishClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._http.aclose()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Calls by kind, 429s received, internal retries, and the bucket's counters."""
+        return {
+            "calls": dict(self._calls),
+            "rate_limited": self._rate_limited,
+            "retries": self._retries,
+            "bucket": self.bucket.stats,
+        }
+
+    # -- API host ----------------------------------------------------------------------
+
+    async def create_task(
+        self, source: pathlib.Path, options: CreateOptions, *, priority: int = 0
+    ) -> str:
+        """Upload ``source`` (streamed, never held in memory) and return the new task id.
+
+        A missing or unreadable source raises ``OSError``: that is the caller's file, not
+        the service.
+        """
+        source = pathlib.Path(source)
+        mime = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
+        url = self._base_url + _TASKS_PATH
+
+        def build() -> httpx.Request:
+            # A fresh file object per attempt: httpx streams it in chunks with a
+            # Content-Length taken from fstat, and a retry starts from byte 0.
+            handle = source.open("rb")
+            try:
+                return self._http.build_request(
+                    "POST",
+                    url,
+                    data=options.form_fields(),
+                    files={"image_file": (source.name, handle, mime)},
+                    headers=self._key_header(),
+                )
+            except BaseException:
+                handle.close()
+                raise
+
+        body = await self._call("create", build, priority)
+        data = body.get("data")
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise ServerError(
+                "the service accepted the upload but returned no task id",
+                status_code=200,
+                ambiguous=True,
+            )
+        return task_id
+
+    async def get_task(self, task_id: str, *, priority: int = 0) -> Task:
+        """Query a task; returns it whatever its state (see :func:`raise_for_task_state`)."""
+        url = f"{self._base_url}{_TASKS_PATH}/{urllib.parse.quote(task_id, safe='')}"
+
+        def build() -> httpx.Request:
+            return self._http.build_request("GET", url, headers=self._key_header())
+
+        body = await self._call("query", build, priority)
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise ServerError("the service answered a task query without task data", status_code=200)
+        message = body.get("message")
+        return Task.from_data(data, task_id=task_id, message=message if isinstance(message, str) else "")
+
+    def _key_header(self) -> dict[str, str]:
+        return {"X-API-KEY": self._api_key}
+
+    async def _call(
+        self, kind: _Kind, build: Callable[[], httpx.Request], priority: int
+    ) -> dict[str, Any]:
+        """Send one API request, absorbing 429s; return the parsed envelope of a 200."""
+        attempt = 0
+        while True:
+            await self.bucket.acquire(priority)
+            self._calls[kind] += 1
+            request: httpx.Request = build()
+            try:
+                response = await self._send(kind, request)
+            finally:
+                _close_upload(request)
+            body, status = self._decode(kind, response)
+            if status == 429:
+                self._rate_limited += 1
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                self.bucket.penalize(retry_after)
+                if attempt >= self._max_rate_limit_retries:
+                    raise RateLimited(
+                        f"the service kept refusing requests as over the rate limit "
+                        f"({attempt + 1} times in a row)",
+                        status_code=429,
+                        retry_after=retry_after,
+                    )
+                attempt += 1
+                self._retries += 1
+                continue
+            self.bucket.note_success()
+            if status != 200:
+                self._raise_for_status(kind, status, body)
+            return body
+
+    async def _send(self, kind: _Kind, request: httpx.Request) -> httpx.Response:
+        """Send and read the whole (small) answer; map transport errors once, here."""
+        try:
+            return await self._http.send(request)
+        except httpx.HTTPError as exc:
+            self._raise_transport(kind, exc)
+
+    def _raise_transport(self, kind: _Kind, exc: httpx.HTTPError) -> NoReturn:
+        where = _safe_url(exc.request.url) if _has_request(exc) else "the service"
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            raise ServiceUnreachable(
+                f"could not connect to {where}: {type(exc).__name__}", ambiguous=False
+            ) from exc
+        ambiguous = kind == "create"
+        if isinstance(exc, httpx.TimeoutException):
+            text = f"timed out waiting for {where} ({type(exc).__name__})"
+        else:
+            text = f"the connection to {where} broke before the answer arrived ({type(exc).__name__})"
+        if ambiguous:
+            text += "; the task may have been created"
+        raise ServerError(text, ambiguous=ambiguous) from exc
+
+    def _decode(self, kind: _Kind, response: httpx.Response) -> tuple[dict[str, Any], int]:
+        """Return the envelope and the effective status (HTTP status, else body status)."""
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = None
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        if response.status_code != 200:
+            return body, response.status_code
+        status = body.get("status")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise ServerError(
+                "the service sent an answer that could not be read",
+                status_code=response.status_code,
+                ambiguous=kind == "create",
+            )
+        return body, status
+
+    def _raise_for_status(self, kind: _Kind, status: int, body: dict[str, Any]) -> NoReturn:
+        said = self._service_message(body)
+        suffix = f": {said}" if said else ""
+        lowered = said.lower()
+        if status == 402 or (status >= 400 and any(w in lowered for w in _CREDIT_WORDS)):
+            raise AccountError(f"the account has no credits left{suffix}", status_code=status)
+        if status in (401, 403):
+            raise AccountError(
+                f"the API key was refused or the service is not activated{suffix}",
+                status_code=status,
+            )
+        if status == 404:
+            if kind == "query":
+                raise ResultUnavailable(
+                    f"the service no longer knows this task (results are kept about an hour){suffix}",
+                    status_code=status,
+                )
+            raise AccountError(
+                f"the service has no such endpoint; check the base URL{suffix}", status_code=status
+            )
+        if status == 413:
+            raise PermanentError(f"the file is too large for the service{suffix}", status_code=status)
+        if status >= 500:
+            # An explicit error answer means the create was not done, except when a gateway
+            # gave up waiting (502/504): the service behind it may still have made the task.
+            raise ServerError(
+                f"the service failed ({status}){suffix}",
+                status_code=status,
+                ambiguous=kind == "create" and status in (502, 504),
+            )
+        if 400 <= status < 500:
+            raise PermanentError(f"the service rejected the request{suffix}", status_code=status)
+        raise ServerError(f"the service gave an unexpected answer ({status}){suffix}", status_code=status)
+
+    def _service_message(self, body: dict[str, Any]) -> str:
+        """The service's own words, trimmed, with the key scrubbed should it be echoed."""
+        message = body.get("message")
+        if not isinstance(message, str):
+            return ""
+        message = " ".join(message.split())[:_MAX_MESSAGE_CHARS]
+        return message.replace(self._api_key, "***")
+
+    # -- result host -------------------------------------------------------------------
+
+    async def download_result(self, url: str, dest: pathlib.Path) -> int:
+        """Fetch a result URL (no key, no token) into ``dest`` atomically; return bytes written.
+
+        The body goes to a hidden temp file beside ``dest``, is checked against
+        Content-Length, fsynced and renamed; the temp file is removed on any failure.
+        """
+        dest = pathlib.Path(dest)
+        self._calls["download"] += 1
+        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                written = await self._stream_to(url, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(dest.parent)
+        return written
+
+    async def _stream_to(self, url: str, out: IO[bytes]) -> int:
+        where = _safe_url(url)
+        written = 0
+        try:
+            # Redirects are safe to follow here: no key is ever attached to this request.
+            async with self._http.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    _raise_for_download_status(response.status_code, where)
+                async for chunk in response.aiter_bytes(_CHUNK_BYTES):
+                    out.write(chunk)
+                    written += len(chunk)
+                expected = response.headers.get("Content-Length")
+                received = response.num_bytes_downloaded
+        except httpx.HTTPError as exc:
+            self._raise_transport("download", exc)
+        if expected is not None and expected.isdigit() and int(expected) != received:
+            raise ServerError(
+                f"the result download from {where} was cut short "
+                f"({received} of {expected} bytes)",
+                ambiguous=False,
+            )
+        return written
+
+
+def _raise_for_download_status(status: int, where: str) -> NoReturn:
+    if status == 403:
+        raise ResultUnavailable(f"the result URL has expired ({where})", status_code=status)
+    if status in (404, 410):
+        raise ResultUnavailable(f"the result is no longer available ({where})", status_code=status)
+    if status == 429 or status >= 500:
+        raise ServerError(f"the result host failed ({status}) for {where}", status_code=status)
+    raise ResultUnavailable(f"the result host refused the download ({status}) for {where}", status_code=status)
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request
+    except RuntimeError:
+        return False
+    return True
+
+
+def _close_upload(request: httpx.Request) -> None:
+    """Close the file object handed to httpx for a multipart upload."""
+    stream = request.stream
+    for field in getattr(stream, "fields", ()):
+        handle = getattr(field, "file", None)
+        if handle is not None and hasattr(handle, "close"):
+            handle.close()
+
+
+def _fsync_dir(directory: pathlib.Path) -> None:
+    """Make the rename durable; some filesystems refuse to fsync a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+

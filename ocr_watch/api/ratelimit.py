@@ -1,0 +1,186 @@
+"""A priority token bucket that spaces every call to the API host.
+
+One bucket is shared by every request to the API host, so however many files are in
+flight the key's rate limit is never exceeded. It is precise rather than bursty: with the
+default ``burst=1`` grants are exactly ``1/rate`` apart, because the service's own bucket
+is small (capacity about ``max(1, rate)``) and a 429 costs more time than it saves.
+
+Waiters are served by ``(priority, arrival)``: a lower number first, FIFO within one
+priority (the pool gives polls of tasks already paid for priority over new uploads).
+
+429 handling (``penalize``):
+
+* with ``Retry-After``: no token is handed out before ``now + retry_after``; the rate is
+  left alone, since the service told us exactly what it wants.
+* without it: back off exponentially, ``(1/rate) * 2**(n-1)`` for the n-th penalty in a
+  row (capped at ``max_backoff_s``), and halve the effective rate (floor
+  ``rate / 16``). Each ``note_success`` adds back 5 % of the configured rate
+  (additive increase, multiplicative decrease), so a burst of 429s slows us quickly and
+  we creep back up over a few dozen calls.
+
+A single dispatcher task hands out tokens; ``clock`` and ``sleep`` are injectable so unit
+tests can run on simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+
+__all__ = ["TokenBucket"]
+
+_MIN_RATE_FRACTION = 1 / 16
+_RECOVERY_FRACTION = 0.05
+
+
+class TokenBucket:
+    """Async token bucket with priorities and 429 back-off; see the module docstring."""
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float = 1.0,
+        *,
+        max_backoff_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self._rate = float(rate_per_s)
+        self._effective_rate = self._rate
+        self._burst = float(burst)
+        self._max_backoff_s = max_backoff_s
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self._burst
+        self._last = clock()
+        self._streak = 0  # penalties in a row without a success in between
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._granted = 0
+        self._penalties = 0
+        self._refunds = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenBucket(rate_per_s={self._rate}, burst={self._burst}, "
+            f"effective_rate_per_s={self._effective_rate:.3f}, waiting={self.waiting})"
+        )
+
+    @property
+    def rate_per_s(self) -> float:
+        """The configured rate (the ceiling; never exceeded)."""
+        return self._rate
+
+    @property
+    def effective_rate_per_s(self) -> float:
+        """The current rate, lower than configured after 429s without Retry-After."""
+        return self._effective_rate
+
+    @property
+    def waiting(self) -> int:
+        """Callers currently queued for a token."""
+        return sum(1 for _, _, fut in self._waiters if not fut.done())
+
+    @property
+    def stats(self) -> dict[str, float | int]:
+        """Counters for status pages and tests."""
+        return {
+            "granted": self._granted,
+            "penalties": self._penalties,
+            "refunded": self._refunds,
+            "waiting": self.waiting,
+            "rate_per_s": self._rate,
+            "effective_rate_per_s": self._effective_rate,
+        }
+
+    async def acquire(self, priority: int = 0) -> None:
+        """Wait for a token; lower ``priority`` numbers are served first."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._waiters, (priority, next(self._arrivals), fut))
+        self._wake()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                # Granted, but the caller went away before using it: give it back.
+                self._refunds += 1
+                self._granted -= 1
+                self._tokens = min(self._burst, self._tokens + 1)
+                self._wake()
+            raise
+
+    def penalize(self, retry_after: float | None) -> None:
+        """A 429 was received: hold all tokens back (see the module docstring)."""
+        self._penalties += 1
+        now = self._clock()
+        self._refill(now)
+        if retry_after is not None and retry_after >= 0:
+            resume = now + retry_after
+        else:
+            self._streak += 1
+            backoff = min(self._max_backoff_s, (1 / self._rate) * 2 ** (self._streak - 1))
+            resume = now + backoff
+            self._effective_rate = max(self._rate * _MIN_RATE_FRACTION, self._effective_rate / 2)
+        # Exactly one token becomes available at ``resume``; refilling restarts from there.
+        if resume > self._last:
+            self._last = resume
+            self._tokens = 1.0
+        self._wake()
+
+    def note_success(self) -> None:
+        """A call went through: recover the rate gradually after penalties."""
+        self._streak = 0
+        if self._effective_rate < self._rate:
+            now = self._clock()
+            self._refill(now)
+            self._effective_rate = min(
+                self._rate, self._effective_rate + self._rate * _RECOVERY_FRACTION
+            )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _refill(self, now: float) -> None:
+        if now > self._last:
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._effective_rate)
+            self._last = now
+
+    def _delay_until_token(self, now: float) -> float:
+        """Seconds until one whole token is available (0 when it already is)."""
+        self._refill(now)
+        if now < self._last:  # held back by a penalty
+            return self._last - now + max(0.0, 1 - self._tokens) / self._effective_rate
+        if self._tokens >= 1 - 1e-9:  # float residue must not cause a zero-length sleep
+            return 0.0
+        return (1 - self._tokens) / self._effective_rate
+
+    def _wake(self) -> None:
+        loop = asyncio.get_running_loop()
+        d = self._dispatcher
+        if d is None or d.done() or d.get_loop() is not loop:
+            self._dispatcher = loop.create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        """Hand out tokens to the head of the queue, one at a time, until it is empty."""
+        while True:
+            while self._waiters and self._waiters[0][2].done():
+                heapq.heappop(self._waiters)  # cancelled while queued
+            if not self._waiters:
+                return
+            delay = self._delay_until_token(self._clock())
+            if delay > 0:
+                # Re-check after sleeping: a penalty or a more urgent waiter may have arrived.
+                await self._sleep(delay)
+                continue
+            _, _, fut = heapq.heappop(self._waiters)
+            self._tokens = max(0.0, self._tokens - 1)
+            self._granted += 1
+            fut.set_result(None)
