@@ -1,0 +1,608 @@
+"""Read the YAML configuration into frozen dataclasses, or say everything that is wrong with it.
+
+Why this module exists: a hot folder is set up once, by someone who then walks away. A bad
+value must stop the daemon at start with a message naming the dotted key
+(``pool.max_in_flight: must be an integer >= 1, got 'eight'``), and all such messages at once,
+so one edit fixes the file. The API key is wrapped in :class:`Secret` as soon as it is read and
+never appears in an error, a repr or :func:`describe`.
+
+Leaf module: imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hmac
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+__all__ = [
+    "ApiSettings",
+    "Config",
+    "ConfigError",
+    "Folders",
+    "KNOWN_LANGUAGES",
+    "OcrSettings",
+    "PollSettings",
+    "PoolSettings",
+    "RetrySettings",
+    "Secret",
+    "WatchSettings",
+    "describe",
+    "load_config",
+    "prepare_folders",
+]
+
+API_KEY_ENV = "PICWISH_API_KEY"
+DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
+DEFAULT_LANGUAGE = "ChinesePRC,English,Digits"
+FORMATS = ("txt", "pdf", "docx", "xlsx", "pptx")
+ON_SUCCESS = ("archive", "delete", "keep")
+WATCH_MODES = ("auto", "native", "polling")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_LANGUAGES = 10
+MAX_PASSWORD_CHARS = 32
+# Names from the vendor documentation and from real clients (see shared reference).
+KNOWN_LANGUAGES = frozenset(
+    "Digits English ChinesePRC ChineseTaiwan French German Japanese Portuguese Spanish Italian "
+    "Bulgarian Croatian Czech Danish Dutch Finnish Greek Hungarian Korean Norwegian Polish "
+    "Russian Slovenian Swedish Turkish".split()
+)
+
+# The schema: every key allowed at each level. Used for unknown-key errors and suggestions.
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "": ("folders", "on_success", "state_dir", "api", "ocr", "pool", "poll", "watch", "retry",
+         "log_level"),
+    "folders": ("inbox", "outbox", "quarantine", "archive"),
+    "api": ("base_url", "key", "key_file", "requests_per_second"),
+    "ocr": ("format", "language", "password"),
+    "pool": ("max_in_flight", "queue_size"),
+    "poll": ("interval_seconds", "timeout_seconds"),
+    "watch": ("mode", "poll_interval_seconds", "rescan_seconds", "settle_seconds"),
+    "retry": ("max_attempts", "backoff_initial_seconds", "backoff_max_seconds"),
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` holds one line per problem, key first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+class Secret:
+    """A string that does not show itself: repr and str give ``***``; ``reveal()`` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where files come in, go out, go when they fail, and go after success."""
+
+    inbox: Path
+    outbox: Path
+    quarantine: Path
+    archive: Path
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """How to reach the OCR service."""
+
+    base_url: str
+    key: Secret
+    requests_per_second: float
+
+
+@dataclass(frozen=True)
+class OcrSettings:
+    """What to ask the OCR service for."""
+
+    format: str
+    language: str
+    password: Secret | None
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How much work runs at once and waits in memory."""
+
+    max_in_flight: int
+    queue_size: int
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """How often, and how long, to ask about one task."""
+
+    interval_seconds: float
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How the inbox is watched."""
+
+    mode: str
+    poll_interval_seconds: float
+    rescan_seconds: float
+    settle_seconds: float
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How server errors are retried."""
+
+    max_attempts: int
+    backoff_initial_seconds: float
+    backoff_max_seconds: float
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole effective configuration; every default filled in, every path absolute."""
+
+    path: Path
+    folders: Folders
+    on_success: str
+    state_dir: Path
+    api: ApiSettings
+    ocr: OcrSettings
+    pool: PoolSettings
+    poll: PollSettings
+    watch: WatchSettings
+    retry: RetrySettings
+    log_level: str
+
+
+_T = TypeVar("_T")
+_MISSING: Any = object()
+
+
+def _show(value: object) -> str:
+    """A value for an error message, shortened; never used for secrets."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class _Reader:
+    """Walks the parsed YAML, collecting problems instead of stopping at the first."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def section(self, raw: Mapping[str, Any], name: str) -> dict[str, Any]:
+        value = raw.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(name, f"must be a mapping of keys, got {_type_name(value)}")
+            return {}
+        self.unknown_keys(value, name)
+        return value
+
+    def unknown_keys(self, mapping: Mapping[Any, Any], prefix: str) -> None:
+        known = _SCHEMA[prefix]
+        for key in mapping:
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            if not isinstance(key, str):
+                self.problem(dotted, "keys must be strings")
+            elif key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+                self.problem(dotted, "unknown key" + hint)
+
+    def get(self, mapping: Mapping[str, Any], dotted: str, default: Any,
+            check: Callable[[str, Any], _T | None]) -> _T | None:
+        """``mapping[last part]`` (or ``default`` if absent or null), passed through ``check``."""
+        value = mapping.get(dotted.rsplit(".", 1)[-1])
+        if value is None:
+            if default is _MISSING:
+                self.problem(dotted, "is required")
+                return None
+            value = default
+        return check(dotted, value)
+
+    # -- checks: each returns the converted value, or records a problem and returns None --
+
+    def number(self, minimum: float, inclusive: bool) -> Callable[[str, Any], float | None]:
+        def check(key: str, value: Any) -> float | None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                bound = ">=" if inclusive else ">"
+                self.problem(key, f"must be a number {bound} {minimum:g}, got {_show(value)}")
+                return None
+            if value < minimum or (not inclusive and value == minimum):
+                bound = ">=" if inclusive else ">"
+                self.problem(key, f"must be {bound} {minimum:g}, got {value!r}")
+                return None
+            if value != value or value in (float("inf"), float("-inf")):
+                self.problem(key, f"must be a finite number, got {value!r}")
+                return None
+            return float(value)
+        return check
+
+    def integer(self, minimum: int) -> Callable[[str, Any], int | None]:
+        def check(key: str, value: Any) -> int | None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                self.problem(key, f"must be an integer >= {minimum}, got {_show(value)}")
+                return None
+            return value
+        return check
+
+    def choice(self, options: tuple[str, ...]) -> Callable[[str, Any], str | None]:
+        def check(key: str, value: Any) -> str | None:
+            if not isinstance(value, str) or value not in options:
+                self.problem(key, f"must be one of {' | '.join(options)}, got {_show(value)}")
+                return None
+            return value
+        return check
+
+    def path(self, key: str, value: Any) -> Path | None:
+        if not isinstance(value, str) or not value.strip():
+            self.problem(key, f"must be a folder path (a non-empty string), got {_show(value)}")
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = self.base_dir / path
+        return path.resolve()
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path``; raise :class:`ConfigError` listing every problem found."""
+    env = os.environ if env is None else env
+    path = Path(path).expanduser().resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(path, exc)]) from exc
+    if raw is None:
+        raise ConfigError([f"{path}: the file is empty; folders.inbox, folders.outbox and "
+                           "folders.quarantine are required"])
+    if not isinstance(raw, dict):
+        raise ConfigError([f"(top level): must be a mapping of keys, got {_type_name(raw)}"])
+
+    r = _Reader(path.parent)
+    r.unknown_keys(raw, "")
+    folders, state_dir, on_success = _read_folders(r, raw)
+    api = _read_api(r, r.section(raw, "api"), env)
+    ocr = _read_ocr(r, r.section(raw, "ocr"))
+
+    pool_raw = r.section(raw, "pool")
+    pool = (r.get(pool_raw, "pool.max_in_flight", 8, r.integer(1)),
+            r.get(pool_raw, "pool.queue_size", 10000, r.integer(1)))
+    poll_raw = r.section(raw, "poll")
+    poll = (r.get(poll_raw, "poll.interval_seconds", 1, r.number(0, inclusive=False)),
+            r.get(poll_raw, "poll.timeout_seconds", 120, r.number(0, inclusive=False)))
+    watch_raw = r.section(raw, "watch")
+    watch = (r.get(watch_raw, "watch.mode", "auto", r.choice(WATCH_MODES)),
+             r.get(watch_raw, "watch.poll_interval_seconds", 1.0, r.number(0, inclusive=False)),
+             r.get(watch_raw, "watch.rescan_seconds", 60, r.number(0, inclusive=True)),
+             r.get(watch_raw, "watch.settle_seconds", 2.0, r.number(0, inclusive=True)))
+    retry_raw = r.section(raw, "retry")
+    retry = (r.get(retry_raw, "retry.max_attempts", 8, r.integer(1)),
+             r.get(retry_raw, "retry.backoff_initial_seconds", 1, r.number(0, inclusive=False)),
+             r.get(retry_raw, "retry.backoff_max_seconds", 300, r.number(0, inclusive=False)))
+    if retry[1] is not None and retry[2] is not None and retry[2] < retry[1]:
+        r.problem("retry.backoff_max_seconds",
+                  f"must be >= retry.backoff_initial_seconds ({retry[1]:g}), got {retry[2]:g}")
+    log_level = r.get(raw, "log_level", "info", r.choice(LOG_LEVELS))
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    # Every value below was checked; the asserts only narrow the Optional types.
+    assert folders is not None and state_dir is not None and on_success is not None
+    assert api is not None and ocr is not None and log_level is not None
+    return Config(
+        path=path, folders=folders, on_success=on_success, state_dir=state_dir, api=api,
+        ocr=ocr, pool=PoolSettings(*pool), poll=PollSettings(*poll),  # type: ignore[arg-type]
+        watch=WatchSettings(*watch), retry=RetrySettings(*retry),  # type: ignore[arg-type]
+        log_level=log_level,
+    )
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    # Only the position and the parser's complaint: the marked snippet could show the API key.
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    if mark is not None:
+        return f"{path}: YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"{path}: YAML syntax error: {problem}"
+
+
+def _read_folders(r: _Reader, raw: Mapping[str, Any]) -> tuple[Folders | None, Path | None, str | None]:
+    section = r.section(raw, "folders")
+    inbox = r.get(section, "folders.inbox", _MISSING, r.path)
+    outbox = r.get(section, "folders.outbox", _MISSING, r.path)
+    quarantine = r.get(section, "folders.quarantine", _MISSING, r.path)
+    on_success = r.get(raw, "on_success", "archive", r.choice(ON_SUCCESS))
+    archive_given = section.get("archive") is not None
+    archive = r.get(section, "folders.archive", None, r.path) if archive_given else None
+    state_dir = r.get(raw, "state_dir", None, r.path) if raw.get("state_dir") is not None else None
+    if inbox is not None:
+        archive = archive if archive_given else inbox.parent / "archive"
+        state_dir = state_dir if raw.get("state_dir") is not None else inbox.parent / ".ocr-watch"
+
+    named: dict[str, Path | None] = {
+        "folders.inbox": inbox, "folders.outbox": outbox, "folders.quarantine": quarantine,
+        "folders.archive": archive, "state_dir": state_dir,
+    }
+    if not archive_given and on_success != "archive":
+        del named["folders.archive"]  # the unused default needs no checking
+    _check_folder_relations(r, {k: v for k, v in named.items() if v is not None})
+
+    if inbox is None or outbox is None or quarantine is None or archive is None or state_dir is None:
+        return None, None, on_success
+    return Folders(inbox, outbox, quarantine, archive), state_dir, on_success
+
+
+def _check_folder_relations(r: _Reader, folders: Mapping[str, Path]) -> None:
+    keys = list(folders)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if folders[a] == folders[b]:
+                r.problem(b, f"is the same folder as {a} ({folders[a]}); each folder needs its own path")
+    inbox = folders.get("folders.inbox")
+    if inbox is None:
+        return
+    for key, path in folders.items():
+        if key == "folders.inbox" or path == inbox:
+            continue
+        if path.is_relative_to(inbox):
+            r.problem(key, f"is inside folders.inbox ({inbox}), which would feed "
+                           f"{'results' if key == 'folders.outbox' else 'its files'} back in")
+        elif key != "state_dir" and inbox.is_relative_to(path):
+            r.problem("folders.inbox", f"is inside {key} ({path}), which would feed "
+                                       "its files back in")
+
+
+def _read_api(r: _Reader, section: Mapping[str, Any], env: Mapping[str, str]) -> ApiSettings | None:
+    base_url = r.get(section, "api.base_url", DEFAULT_BASE_URL, _check_base_url(r))
+    rps = r.get(section, "api.requests_per_second", 2, r.number(0, inclusive=False))
+    key = _read_key(r, section, env)
+    if base_url is None or rps is None or key is None:
+        return None
+    return ApiSettings(base_url=base_url, key=key, requests_per_second=rps)
+
+
+def _check_base_url(r: _Reader) -> Callable[[str, Any], str | None]:
+    def check(key: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            r.problem(key, f"must be an http(s) URL, got {_show(value)}")
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            r.problem(key, "is not a valid URL")
+            return None
+        if parts.username is not None or parts.password is not None:
+            # Do not echo it: the userinfo may be a credential.
+            r.problem(key, "must not contain a user name or password; the key goes in api.key")
+            return None
+        if parts.scheme not in ("http", "https") or not host:
+            r.problem(key, f"must be an http(s) URL with a host, got {_show(value)}")
+            return None
+        if parts.query or parts.fragment:
+            r.problem(key, f"must not have a query string or fragment, got {_show(value)}")
+            return None
+        if parts.scheme == "http" and not _is_loopback(host):
+            r.problem(key, f"http:// is only allowed for loopback hosts (127.0.0.0/8, localhost, "
+                           f"::1), got host {host!r}; use https:// so the API key is not sent "
+                           "in clear text")
+            return None
+        return value.strip().rstrip("/")
+    return check
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_key(r: _Reader, section: Mapping[str, Any], env: Mapping[str, str]) -> Secret | None:
+    sources = []
+    if section.get("key") is not None:
+        sources.append("api.key")
+    if section.get("key_file") is not None:
+        sources.append("api.key_file")
+    if env.get(API_KEY_ENV):
+        sources.append(API_KEY_ENV)
+    if not sources:
+        r.problem("api.key", f"no API key: set api.key, api.key_file or {API_KEY_ENV}")
+        return None
+    if len(sources) > 1:
+        r.problem("api.key", f"more than one API key source ({', '.join(sources)}); "
+                             "keep exactly one")
+        return None
+
+    source = sources[0]
+    if source == "api.key":
+        value = section["key"]
+        if not isinstance(value, str):
+            r.problem("api.key", f"must be a string (quote it), got {_type_name(value)}")
+            return None
+        value = value.strip()
+    elif source == "api.key_file":
+        key_file = r.path("api.key_file", section["key_file"])
+        if key_file is None:
+            return None
+        try:
+            value = key_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            r.problem("api.key_file", f"cannot read {key_file}: {reason}")
+            return None
+    else:
+        value = env[API_KEY_ENV].strip()
+
+    if not value:
+        r.problem(source, "the API key is empty")
+        return None
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        r.problem(source, "the API key contains spaces or control characters; "
+                          "it must be a single token")
+        return None
+    return Secret(value)
+
+
+def _read_ocr(r: _Reader, section: Mapping[str, Any]) -> OcrSettings | None:
+    fmt = r.get(section, "ocr.format", "txt", r.choice(FORMATS))
+    language = r.get(section, "ocr.language", DEFAULT_LANGUAGE, _check_language(r))
+    password: Secret | None = None
+    pw_ok = True
+    raw_pw = section.get("password")
+    if raw_pw is not None:
+        if not isinstance(raw_pw, str):
+            r.problem("ocr.password", f"must be a string (quote it), got {_type_name(raw_pw)}")
+            pw_ok = False
+        elif not raw_pw or len(raw_pw) > MAX_PASSWORD_CHARS:
+            r.problem("ocr.password", f"must be 1 to {MAX_PASSWORD_CHARS} characters, "
+                                      f"got {len(raw_pw)}")
+            pw_ok = False
+        else:
+            password = Secret(raw_pw)
+    if fmt is None or language is None or not pw_ok:
+        return None
+    return OcrSettings(format=fmt, language=language, password=password)
+
+
+def _check_language(r: _Reader) -> Callable[[str, Any], str | None]:
+    def check(key: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            r.problem(key, f"must be a comma-separated string like 'English,Digits', "
+                           f"got {_show(value)}")
+            return None
+        names = [name.strip() for name in value.split(",")]
+        ok = True
+        if any(not name for name in names):
+            r.problem(key, f"has an empty name in {_show(value)}")
+            ok = False
+        for name in names:
+            if name and name not in KNOWN_LANGUAGES:
+                close = difflib.get_close_matches(name, sorted(KNOWN_LANGUAGES), n=1, cutoff=0.6)
+                hint = (f"; did you mean '{close[0]}'? (names are case-sensitive)" if close
+                        else f"; known: {', '.join(sorted(KNOWN_LANGUAGES))}")
+                r.problem(key, f"unknown language {name!r}{hint}")
+                ok = False
+        duplicates = sorted({name for name in names if name and names.count(name) > 1})
+        if duplicates:
+            r.problem(key, f"lists {', '.join(duplicates)} more than once")
+            ok = False
+        if len(names) > MAX_LANGUAGES:
+            r.problem(key, f"at most {MAX_LANGUAGES} languages, got {len(names)}")
+            ok = False
+        return ",".join(names) if ok else None
+    return check
+
+
+def prepare_folders(config: Config) -> None:
+    """Create every folder the daemon writes to and prove each is a writable directory."""
+    folders = {
+        "folders.inbox": config.folders.inbox,
+        "folders.outbox": config.folders.outbox,
+        "folders.quarantine": config.folders.quarantine,
+        "state_dir": config.state_dir,
+    }
+    if config.on_success == "archive":
+        folders["folders.archive"] = config.folders.archive
+    problems = []
+    for key, path in folders.items():
+        problem = _prepare_one(path)
+        if problem:
+            problems.append(f"{key}: {problem}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _prepare_one(path: Path) -> str | None:
+    if path.exists() and not path.is_dir():
+        return f"{path} exists but is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{path} cannot be created: {exc.strerror or exc}"
+    # Hidden name: the watcher ignores dot files, so a probe in the inbox is never picked up.
+    probe = path / f".ocr-watch-probe-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{path} is not writable: {exc.strerror or exc}"
+    return None
+
+
+def describe(config: Config) -> str:
+    """The effective configuration as YAML, defaults filled in and secrets masked."""
+    data = {
+        "folders": {name: str(getattr(config.folders, name))
+                    for name in ("inbox", "outbox", "quarantine", "archive")},
+        "on_success": config.on_success,
+        "state_dir": str(config.state_dir),
+        "api": {"base_url": config.api.base_url, "key": str(config.api.key),
+                "requests_per_second": config.api.requests_per_second},
+        "ocr": {"format": config.ocr.format, "language": config.ocr.language,
+                "password": None if config.ocr.password is None else str(config.ocr.password)},
+        "pool": {"max_in_flight": config.pool.max_in_flight, "queue_size": config.pool.queue_size},
+        "poll": {"interval_seconds": config.poll.interval_seconds,
+                 "timeout_seconds": config.poll.timeout_seconds},
+        "watch": {"mode": config.watch.mode,
+                  "poll_interval_seconds": config.watch.poll_interval_seconds,
+                  "rescan_seconds": config.watch.rescan_seconds,
+                  "settle_seconds": config.watch.settle_seconds},
+        "retry": {"max_attempts": config.retry.max_attempts,
+                  "backoff_initial_seconds": config.retry.backoff_initial_seconds,
+                  "backoff_max_seconds": config.retry.backoff_max_seconds},
+        "log_level": config.log_level,
+    }
+    header = f"# effective configuration from {config.path}\n"
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
