@@ -163,7 +163,10 @@ class TokenBucket:
         return (1 - self._tokens) / self._effective_rate
 
     def _wake(self) -> None:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # penalize() from sync code: nobody can be waiting here
+            return
         d = self._dispatcher
         if d is None or d.done() or d.get_loop() is not loop:
             self._dispatcher = loop.create_task(self._dispatch())

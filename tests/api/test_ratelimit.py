@@ -1,0 +1,127 @@
+"""TokenBucket on simulated time: spacing, priority order, cancellation and 429 back-off."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ocr_watch.api import TokenBucket
+
+
+class FakeTime:
+    """A clock that only moves when the bucket sleeps, so timings are exact."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        await asyncio.sleep(0)  # let woken waiters record the time before it moves on
+        self.now += delay
+
+
+def make_bucket(rate: float = 2.0, burst: float = 1.0) -> tuple[TokenBucket, FakeTime]:
+    fake = FakeTime()
+    return TokenBucket(rate, burst, clock=fake.clock, sleep=fake.sleep), fake
+
+
+async def grant_times(bucket: TokenBucket, fake: FakeTime, priorities: list[int]) -> list[tuple[int, float]]:
+    order: list[tuple[int, float]] = []
+
+    async def one(index: int, priority: int) -> None:
+        await bucket.acquire(priority)
+        order.append((index, round(fake.now - 100.0, 6)))
+
+    await asyncio.gather(*(one(i, p) for i, p in enumerate(priorities)))
+    return order
+
+
+class TestTokenBucket:
+    def test_grants_are_spaced_one_over_rate(self) -> None:
+        """With burst 1, five callers get tokens exactly 0.5 s apart at 2 req/s."""
+        bucket, fake = make_bucket()
+        order = asyncio.run(grant_times(bucket, fake, [0] * 5))
+        assert [t for _, t in order] == [0.0, 0.5, 1.0, 1.5, 2.0]
+        assert bucket.stats["granted"] == 5
+
+    def test_burst_allows_an_initial_run(self) -> None:
+        """A burst of 3 hands out three tokens at once, then settles to the rate."""
+        bucket, fake = make_bucket(rate=2.0, burst=3.0)
+        order = asyncio.run(grant_times(bucket, fake, [0] * 5))
+        assert [t for _, t in order] == [0.0, 0.0, 0.0, 0.5, 1.0]
+
+    def test_priority_then_arrival_order(self) -> None:
+        """Lower priority numbers go first; FIFO within a priority."""
+        bucket, fake = make_bucket()
+        order = asyncio.run(grant_times(bucket, fake, [5, 5, 0, 9, 0]))
+        assert [i for i, _ in order] == [2, 4, 0, 1, 3]
+
+    def test_cancelled_waiter_takes_no_token(self) -> None:
+        """A caller cancelled while queued leaves its turn to the next one."""
+        bucket, fake = make_bucket()
+
+        async def main() -> list[float]:
+            await bucket.acquire()
+            doomed = asyncio.create_task(bucket.acquire())
+            await asyncio.sleep(0)
+            doomed.cancel()
+            await asyncio.gather(doomed, return_exceptions=True)
+            await bucket.acquire()
+            return [fake.now - 100.0]
+
+        assert asyncio.run(main()) == [0.5]
+        assert bucket.stats["granted"] == 2
+
+    def test_retry_after_holds_every_token(self) -> None:
+        """After a 429 with Retry-After 3, nothing is granted for 3 s, and the rate is kept."""
+        bucket, fake = make_bucket()
+
+        async def main() -> list[float]:
+            await bucket.acquire()
+            bucket.penalize(3.0)
+            times = []
+            for _ in range(2):
+                await bucket.acquire()
+                times.append(round(fake.now - 100.0, 6))
+            return times
+
+        assert asyncio.run(main()) == [3.0, 3.5]
+        assert bucket.effective_rate_per_s == 2.0
+        assert bucket.stats["penalties"] == 1
+
+    def test_no_retry_after_backs_off_exponentially_and_recovers(self) -> None:
+        """Without Retry-After: waits 0.5, 1, 2 s, halves the rate, and creeps back on success."""
+        bucket, fake = make_bucket()
+
+        async def main() -> list[float]:
+            await bucket.acquire()
+            gaps = []
+            for _ in range(3):
+                before = fake.now
+                bucket.penalize(None)
+                await bucket.acquire()
+                gaps.append(round(fake.now - before, 6))
+            return gaps
+
+        assert asyncio.run(main()) == [0.5, 1.0, 2.0]
+        assert bucket.effective_rate_per_s == pytest.approx(0.25)
+        for _ in range(100):
+            bucket.note_success()
+        assert bucket.effective_rate_per_s == 2.0
+
+    def test_rate_floor(self) -> None:
+        """Repeated 429s never slow the bucket below 1/16 of the configured rate."""
+        bucket, _ = make_bucket()
+        for _ in range(20):
+            bucket.penalize(None)
+        assert bucket.effective_rate_per_s == pytest.approx(2.0 / 16)
+
+    def test_rejects_nonsense(self) -> None:
+        """A zero rate or a burst under one token is a configuration mistake."""
+        with pytest.raises(ValueError):
+            TokenBucket(0)
+        with pytest.raises(ValueError):
+            TokenBucket(1, burst=0.5)
