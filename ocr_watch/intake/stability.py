@@ -1,0 +1,89 @@
+"""Decide when a file in the inbox is finished being written, so a half-copied scan is never sent.
+
+A file reported closed (inotify close-after-write, or moved into the inbox whole) is ready at
+once. Any other file must keep the same size, mtime and inode for ``settle_seconds``. When that
+time is up the tracker checks the file once more through ``restat`` (an injected ``stat``),
+because a slow writer on a network share may produce no event at all while it is still going.
+
+The clock is passed in; nothing here sleeps. The caller sleeps until :meth:`next_deadline`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocr_watch.intake.identity import FileStamp, stamp
+
+__all__ = ["SettleTracker"]
+
+
+@dataclass
+class _Entry:
+    stamp: FileStamp
+    ready_at: float
+    closed: bool
+
+
+class SettleTracker:
+    """Files seen but not yet handed on, each with the time it will be ready."""
+
+    def __init__(self, settle_seconds: float,
+                 restat: Callable[[Path], FileStamp] | None = stamp) -> None:
+        """``restat`` re-reads a stamp when a deadline passes; None trusts the reports alone."""
+        if settle_seconds < 0:
+            raise ValueError(f"settle_seconds must be >= 0, got {settle_seconds!r}")
+        self.settle_seconds = settle_seconds
+        self._restat = restat
+        self._entries: dict[Path, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def seen(self, path: Path, stamp: FileStamp, now: float, closed: bool = False) -> None:
+        """Record an observation of ``path``; a changed stamp restarts its settle time."""
+        entry = self._entries.get(path)
+        if closed:
+            self._entries[path] = _Entry(stamp, now, closed=True)
+        elif entry is None or entry.stamp != stamp:
+            self._entries[path] = _Entry(stamp, now + self.settle_seconds, closed=False)
+        # Same stamp as before: keep the running deadline (and a closed file stays ready).
+
+    def forget(self, path: Path) -> None:
+        """Stop tracking ``path`` (deleted, moved away, or handled elsewhere)."""
+        self._entries.pop(path, None)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a tracked file may become ready, or None if none is tracked."""
+        return min((e.ready_at for e in self._entries.values()), default=None)
+
+    def due(self, now: float) -> list[Path]:
+        """Remove and return the paths ready at ``now``, earliest first.
+
+        A file whose settle time is up but whose stamp changed since gets a new deadline; one
+        that vanished is dropped (it is gone; a new event will bring a new file back). If the
+        stamp cannot be read for another reason the path is returned, so the worker meets the
+        error and quarantines the file with its reason rather than skipping it silently.
+        """
+        ready = []
+        for path, entry in sorted(self._entries.items(), key=lambda item: item[1].ready_at):
+            if entry.ready_at > now:
+                break
+            if not entry.closed and self._restat is not None:
+                try:
+                    current = self._restat(path)
+                except FileNotFoundError:
+                    del self._entries[path]
+                    continue
+                except OSError:
+                    current = entry.stamp
+                if current != entry.stamp:
+                    self._entries[path] = _Entry(current, now + self.settle_seconds, closed=False)
+                    continue
+            del self._entries[path]
+            ready.append(path)
+        return ready

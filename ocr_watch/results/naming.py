@@ -1,0 +1,55 @@
+"""Choose names for results and moved files, so that nothing is ever overwritten.
+
+Collision rules (quoted by the README):
+
+* **Outbox.** A source ``<subdir>/<stem>.<ext>`` converted to format ``<fmt>`` is written to
+  ``<subdir>/<stem>.<fmt>`` in the outbox, mirroring the inbox's subfolders. If that name is
+  taken (a file on disk, or a name already reserved for another source in the journal), the
+  result becomes ``<subdir>/<stem>.<h>.<fmt>``, where ``<h>`` is the first 8 hex digits of the
+  source's SHA-256; if that too is taken, ``<stem>.<h>-2.<fmt>``, ``<stem>.<h>-3.<fmt>``, and so
+  on. The list depends only on the source path, format and content, so after a restart the same
+  file gets the same name.
+* **Quarantine and archive.** A file moved to ``<folder>/<rel>`` keeps its name unless that is
+  taken; then the number goes before the last extension: ``name.ext`` becomes ``name-2.ext``,
+  then ``name-3.ext``, and so on (``name`` for a file with no extension becomes ``name-2``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+__all__ = ["output_candidates", "free_sibling", "sibling_candidates"]
+
+HASH_PREFIX_CHARS = 8
+
+
+def output_candidates(rel_source: PurePosixPath, fmt: str, sha256: str) -> Iterator[PurePosixPath]:
+    """Outbox paths for a result, relative to the outbox, best first; endless."""
+    if not fmt or "/" in fmt:
+        raise ValueError(f"not a result format: {fmt!r}")
+    if len(sha256) < HASH_PREFIX_CHARS:
+        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+    parent, stem = rel_source.parent, rel_source.stem
+    short = sha256[:HASH_PREFIX_CHARS].lower()
+    yield parent / f"{stem}.{fmt}"
+    yield parent / f"{stem}.{short}.{fmt}"
+    for n in itertools.count(2):
+        yield parent / f"{stem}.{short}-{n}.{fmt}"
+
+
+def sibling_candidates(path: Path) -> Iterator[Path]:
+    """``path``, then ``name-2.ext``, ``name-3.ext`` ... beside it; endless."""
+    yield path
+    stem, suffix = path.stem, path.suffix
+    for n in itertools.count(2):
+        yield path.with_name(f"{stem}-{n}{suffix}")
+
+
+def free_sibling(path: Path) -> Path:
+    """The first of :func:`sibling_candidates` that does not exist (a broken symlink counts)."""
+    for candidate in sibling_candidates(path):
+        if not candidate.exists() and not candidate.is_symlink():
+            return candidate
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,129 @@
+"""Put a failed source in quarantine next to a readable ``.error.json`` that says why.
+
+The report is written first, then the source is moved, so a crash in between leaves a report
+whose file is still in the inbox, never a quarantined file without its reason. Calling
+:func:`quarantine_file` again for the same failure (same ``source`` and ``first_seen``) reuses
+that report's name instead of leaving an orphan beside a ``-2`` copy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ocr_watch.results.fsops import atomic_write_bytes, move_no_clobber
+from ocr_watch.results.naming import sibling_candidates
+
+__all__ = ["FailureReport", "quarantine_file", "report_path_for", "REPORT_SUFFIX"]
+
+REPORT_SUFFIX = ".error.json"
+REPORT_SCHEMA = 1
+
+
+@dataclass
+class FailureReport:
+    """Why one source was quarantined; every field ends up in the ``.error.json``."""
+
+    source: str  # path relative to the inbox, POSIX separators
+    reason: str  # plain words, for the person who finds the file
+    stage: str  # intake | hash | create | poll | download | output | archive
+    attempts: int
+    task_id: str | None
+    last_http_status: int | None
+    last_task_state: int | None
+    first_seen: float  # unix seconds
+    failed_at: float  # unix seconds
+    sha256: str | None
+    size: int | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, *, source_missing: bool, quarantined_as: str) -> bytes:
+        """The report as pretty JSON; timestamps both as ISO-8601 UTC and as unix seconds."""
+        data: dict[str, Any] = {"schema": REPORT_SCHEMA}
+        for key, value in asdict(self).items():
+            if key in ("first_seen", "failed_at"):
+                data[key] = _iso(value)
+                data[f"{key}_unix"] = value
+            else:
+                data[key] = value
+        data["source_missing"] = source_missing
+        data["quarantined_as"] = quarantined_as
+        return (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def report_path_for(quarantined: Path) -> Path:
+    """Where the report for a quarantined file lives: ``<file>.error.json``."""
+    return quarantined.with_name(quarantined.name + REPORT_SUFFIX)
+
+
+def quarantine_file(source: Path, rel: PurePosixPath, quarantine_root: Path,
+                    report: FailureReport) -> Path:
+    """Write the report, then move ``source`` to ``quarantine/<rel>`` (or a free sibling).
+
+    Returns the quarantined path. If ``source`` is already gone, the report is still written,
+    with ``"source_missing": true``, and the returned path is where the file would have gone.
+    """
+    source_present = source.exists() or source.is_symlink()
+    dest, done = _choose_destination(source if source_present else None,
+                                     quarantine_root / rel, report)
+    if done:
+        return dest
+    atomic_write_bytes(report_path_for(dest),
+                       report.to_json(source_missing=not source_present, quarantined_as=dest.name))
+    if not source_present:
+        return dest
+    try:
+        final = move_no_clobber(source, dest)
+    except FileNotFoundError:
+        # Vanished between our check and the move: say so in the report.
+        atomic_write_bytes(report_path_for(dest),
+                           report.to_json(source_missing=True, quarantined_as=dest.name))
+        return dest
+    if final != dest:  # someone else took the name meanwhile: the report follows the file
+        atomic_write_bytes(report_path_for(final),
+                           report.to_json(source_missing=False, quarantined_as=final.name))
+        report_path_for(dest).unlink(missing_ok=True)
+    return final
+
+
+def _choose_destination(source: Path | None, wanted: Path,
+                        report: FailureReport) -> tuple[Path, bool]:
+    """The name to use, and whether an earlier call already finished the job there."""
+    for candidate in sibling_candidates(wanted):
+        exists = candidate.exists() or candidate.is_symlink()
+        ours = _is_our_report(report_path_for(candidate), report)
+        if exists:
+            if source is not None and _same_file(source, candidate):
+                return candidate, False  # interrupted move: finish it
+            if source is None and ours:
+                return candidate, True  # an earlier call completed the move
+            continue
+        if ours or not (report_path_for(candidate).exists()
+                        or report_path_for(candidate).is_symlink()):
+            return candidate, False
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = a.lstat(), b.lstat()
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _is_our_report(path: Path, report: FailureReport) -> bool:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and data.get("source") == report.source
+            and data.get("first_seen_unix") == report.first_seen)
