@@ -353,7 +353,10 @@ class PicWishClient:
                     out.write(chunk)
                     written += len(chunk)
                 expected = response.headers.get("Content-Length")
-                received = response.num_bytes_downloaded
+                # Content-Length counts the bytes on the wire: those we wrote, unless the
+                # body was content-encoded (then httpx's raw count is the one to compare).
+                encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+                received = response.num_bytes_downloaded if encoded else written
         except httpx.HTTPError as exc:
             self._raise_transport("download", exc)
         if expected is not None and expected.isdigit() and int(expected) != received:
