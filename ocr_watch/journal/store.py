@@ -1,0 +1,264 @@
+"""The journal: one SQLite row per source file, written before each step that depends on it.
+
+Why SQLite: a transaction per transition is atomic and survives `kill -9` at any line; the
+standard library has it; a person can open the file with `sqlite3` to see what happened.
+WAL with `synchronous=NORMAL` makes a commit durable against a process crash without an
+fsync per step (a power cut may lose the last few commits, never corrupt the file).
+
+The journal knows nothing of HTTP or of the folder layout: paths are strings relative to
+the inbox, task ids are opaque strings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .states import TERMINAL, FileState, check_transition
+
+__all__ = ["Journal", "Row"]
+
+_SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE files (
+    id               INTEGER PRIMARY KEY,
+    rel              TEXT    NOT NULL,  -- source path relative to the inbox, POSIX separators
+    size             INTEGER NOT NULL,
+    mtime_ns         INTEGER NOT NULL,
+    inode            INTEGER NOT NULL,
+    sha256           TEXT,
+    options_key      TEXT    NOT NULL,  -- format + language: the same content with other options is other work
+    state            TEXT    NOT NULL,
+    task_id          TEXT,
+    task_created_at  REAL,
+    result_url       TEXT,              -- pre-signed; not a secret of ours, but expires
+    result_url_at    REAL,              -- when we learnt it: it is valid for about an hour after
+    output_rel       TEXT,              -- reserved output path relative to the outbox
+    final_path       TEXT,              -- where the source went (archive or quarantine), if it moved
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_stage       TEXT,
+    last_error       TEXT,
+    last_http_status INTEGER,
+    last_task_state  INTEGER,
+    first_seen       REAL    NOT NULL,
+    updated_at       REAL    NOT NULL,
+    finished_at      REAL
+);
+-- While a file is being worked on, its path belongs to one row only.
+CREATE UNIQUE INDEX files_live_rel ON files(rel) WHERE state NOT IN ('done', 'quarantined');
+-- Two live rows never write the same output.
+CREATE UNIQUE INDEX files_live_output ON files(output_rel)
+    WHERE output_rel IS NOT NULL AND state NOT IN ('done', 'quarantined');
+CREATE INDEX files_sha ON files(sha256, options_key);
+CREATE INDEX files_task ON files(task_id);
+CREATE INDEX files_state ON files(state);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A snapshot of one file's journal row."""
+
+    id: int
+    rel: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sha256: str | None
+    options_key: str
+    state: FileState
+    task_id: str | None
+    task_created_at: float | None
+    result_url: str | None
+    result_url_at: float | None
+    output_rel: str | None
+    final_path: str | None
+    attempts: int
+    last_stage: str | None
+    last_error: str | None
+    last_http_status: int | None
+    last_task_state: int | None
+    first_seen: float
+    updated_at: float
+    finished_at: float | None
+
+    @property
+    def stamp(self) -> tuple[int, int, int]:
+        return (self.size, self.mtime_ns, self.inode)
+
+
+_COLUMNS = [f.name for f in fields(Row)]
+_SETTABLE = frozenset(_COLUMNS) - {"id", "state", "updated_at", "first_seen"}
+
+
+def _row(values: Iterable[Any]) -> Row:
+    data = dict(zip(_COLUMNS, values, strict=True))
+    data["state"] = FileState(data["state"])
+    return Row(**data)
+
+
+class Journal:
+    """The single writer of the journal; used from the event loop's thread only."""
+
+    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we open our own transactions, one per transition.
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == _SCHEMA_VERSION:
+            return
+        if version != 0:
+            raise RuntimeError(
+                f"journal {self.path} has schema version {version}; this ocr-watch knows {_SCHEMA_VERSION}"
+            )
+        # executescript commits on its own; the script carries its transaction, so a crash
+        # leaves either no schema or all of it.
+        self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM files WHERE {where}"
+        return [_row(r) for r in self._db.execute(sql, params)]
+
+    def get(self, row_id: int) -> Row:
+        rows = self._select("id = ?", (row_id,))
+        if not rows:
+            raise KeyError(row_id)
+        return rows[0]
+
+    def live_rows(self) -> list[Row]:
+        """Every row not yet done or quarantined: the work a restart must resume."""
+        return self._select("state NOT IN ('done', 'quarantined') ORDER BY id")
+
+    def live_for(self, rel: str) -> Row | None:
+        rows = self._select("rel = ? AND state NOT IN ('done', 'quarantined')", (rel,))
+        return rows[0] if rows else None
+
+    def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int]) -> Row | None:
+        """A finished row for this very file (same path, size, mtime, inode), if any.
+
+        It stops a source left in the inbox (`on_success: keep`, or an archive move that
+        failed) from being processed and paid for again at every rescan.
+        """
+        size, mtime_ns, inode = stamp
+        rows = self._select(
+            "rel = ? AND size = ? AND mtime_ns = ? AND inode = ? AND state IN ('done', 'quarantined')"
+            " ORDER BY id DESC LIMIT 1",
+            (rel, size, mtime_ns, inode),
+        )
+        return rows[0] if rows else None
+
+    def rows_for_task(self, task_id: str) -> list[Row]:
+        return self._select("task_id = ? AND state NOT IN ('done', 'quarantined') ORDER BY id", (task_id,))
+
+    def shareable_task(self, sha256: str, options_key: str, *, exclude_id: int) -> Row | None:
+        """Another live row of the same content and options that has a task: share it, pay once."""
+        rows = self._select(
+            "sha256 = ? AND options_key = ? AND id != ? AND task_id IS NOT NULL"
+            " AND state IN ('polling', 'downloading') ORDER BY id LIMIT 1",
+            (sha256, options_key, exclude_id),
+        )
+        return rows[0] if rows else None
+
+    def reusable_result(self, sha256: str, options_key: str, *, not_before: float) -> Row | None:
+        """A row of the same content whose result URL was learnt after `not_before` (still valid)."""
+        rows = self._select(
+            "sha256 = ? AND options_key = ? AND result_url IS NOT NULL AND result_url_at >= ?"
+            " ORDER BY result_url_at DESC LIMIT 1",
+            (sha256, options_key, not_before),
+        )
+        return rows[0] if rows else None
+
+    def output_taken(self, output_rel: str, *, exclude_id: int) -> bool:
+        cur = self._db.execute(
+            "SELECT 1 FROM files WHERE output_rel = ? AND id != ? AND state NOT IN ('done', 'quarantined')",
+            (output_rel, exclude_id),
+        )
+        return cur.fetchone() is not None
+
+    def counts(self) -> dict[str, int]:
+        return {state: n for state, n in self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state")}
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(self, rel: str, stamp: tuple[int, int, int], options_key: str) -> Row:
+        """Record a file that is ready to be worked on; it starts queued."""
+        now = self._clock()
+        size, mtime_ns, inode = stamp
+        with self._transaction():
+            cur = self._db.execute(
+                "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (rel, size, mtime_ns, inode, options_key, now, now),
+            )
+        assert cur.lastrowid is not None
+        return self.get(cur.lastrowid)
+
+    def update(self, row_id: int, state: FileState | None = None, **values: Any) -> Row:
+        """Move a row to `state` (checked) and set columns, in one transaction."""
+        unknown = set(values) - _SETTABLE
+        if unknown:
+            raise TypeError(f"not journal columns: {sorted(unknown)}")
+        now = self._clock()
+        with self._transaction():
+            current = self.get(row_id)
+            sets = dict(values)
+            if state is not None:
+                check_transition(current.state, state)
+                sets["state"] = state.value
+                if state in TERMINAL:
+                    sets.setdefault("finished_at", now)
+            sets["updated_at"] = now
+            assignments = ", ".join(f"{k} = ?" for k in sets)
+            self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*sets.values(), row_id))
+        return self.get(row_id)
+
+    def record_error(
+        self,
+        row_id: int,
+        *,
+        stage: str,
+        message: str,
+        http_status: int | None = None,
+        task_state: int | None = None,
+        count_attempt: bool = True,
+    ) -> Row:
+        """Note a failure without changing state: the last error is what a quarantine report shows."""
+        now = self._clock()
+        with self._transaction():
+            self._db.execute(
+                "UPDATE files SET last_stage = ?, last_error = ?,"
+                " last_http_status = COALESCE(?, last_http_status),"
+                " last_task_state = COALESCE(?, last_task_state),"
+                " attempts = attempts + ?, updated_at = ? WHERE id = ?",
+                (stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id),
+            )
+        return self.get(row_id)
