@@ -1,0 +1,115 @@
+"""When to ask about a task next.
+
+Every query spends a request that another file could have used (the default quota is two a
+second), and every second a finished result waits is latency. A fixed one-second poll, as
+the vendor samples do, spends about one query per second of processing. The planner spends
+about one or two per task instead:
+
+- The first query goes out when a task like this one has usually finished: a quantile of
+  the durations recently observed (until there are a few, the configured minimum interval).
+- A query that finds the task unfinished reads `progress` and extrapolates when it will
+  reach 100 (from two readings when it has them, from one assuming progress started at
+  creation otherwise, which errs late by a little rather than early by a lot); with no
+  progress yet, it waits for the durations seen in tasks that outlived this age.
+- Never sooner than `min_interval_s` after the previous query of the same task, never later
+  than `max_interval_s`.
+
+The observed duration of a finished task is estimated inside the interval between its last
+unfinished reading and the reading that found it done, so polling late does not teach the
+planner that tasks are slow.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["PollPlanner", "Reading"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One answer about an unfinished task: its age (seconds since create) and progress."""
+
+    age_s: float
+    progress: int
+
+
+class PollPlanner:
+    """Shared by all tasks of one pool; learns from every task that finishes."""
+
+    def __init__(
+        self,
+        *,
+        min_interval_s: float = 1.0,
+        max_interval_s: float = 30.0,
+        first_quantile: float = 0.6,
+        margin_s: float = 0.15,
+        history: int = 64,
+        warmup: int = 3,
+    ) -> None:
+        self.min_interval_s = min_interval_s
+        self.max_interval_s = max(max_interval_s, min_interval_s)
+        self.first_quantile = first_quantile
+        self.margin_s = margin_s
+        self.warmup = warmup
+        self._durations: deque[float] = deque(maxlen=history)
+        self._sorted: list[float] = []
+
+    # -- learning ------------------------------------------------------------------------
+
+    def record_done(self, done_at_age_s: float, last: Reading | None) -> float:
+        """Learn from a task found done at `done_at_age_s`; returns the duration estimated."""
+        if last is None:
+            estimate = done_at_age_s
+        else:
+            predicted = self._extrapolate(last, None)
+            low, high = last.age_s, done_at_age_s
+            estimate = (low + high) / 2 if predicted is None else min(max(predicted, low), high)
+        if len(self._durations) == self._durations.maxlen:
+            self._sorted.remove(self._durations[0])
+        self._durations.append(estimate)
+        bisect.insort(self._sorted, estimate)
+        return estimate
+
+    @property
+    def learnt(self) -> int:
+        return len(self._durations)
+
+    def _quantile(self, q: float, above: float = 0.0) -> float | None:
+        pool = self._sorted[bisect.bisect_right(self._sorted, above) :]
+        if not pool:
+            return None
+        index = min(len(pool) - 1, max(0, round(q * (len(pool) - 1))))
+        return pool[index]
+
+    # -- planning ------------------------------------------------------------------------
+
+    def first_delay(self) -> float:
+        """Seconds from create to the first query."""
+        if len(self._durations) < self.warmup:
+            return self.min_interval_s
+        guess = self._quantile(self.first_quantile)
+        assert guess is not None
+        return self._clamp(guess + self.margin_s)
+
+    def next_delay(self, now: Reading, previous: Reading | None) -> float:
+        """Seconds from this (unfinished) reading to the next query."""
+        done_at = self._extrapolate(now, previous)
+        if done_at is None and len(self._durations) >= self.warmup:
+            done_at = self._quantile(0.5, above=now.age_s)
+        if done_at is None:
+            return self.min_interval_s
+        return self._clamp(done_at - now.age_s + self.margin_s)
+
+    def _extrapolate(self, now: Reading, previous: Reading | None) -> float | None:
+        if previous is not None and now.progress > previous.progress and now.age_s > previous.age_s:
+            rate = (now.progress - previous.progress) / (now.age_s - previous.age_s)
+            return now.age_s + (100 - now.progress) / rate
+        if now.progress > 0:
+            return now.age_s * 100 / now.progress
+        return None
+
+    def _clamp(self, delay: float) -> float:
+        return min(max(delay, self.min_interval_s), self.max_interval_s)

@@ -1,0 +1,559 @@
+"""The bounded pool: each file's journey from the queue to the outbox or to quarantine.
+
+    queue ──► create (one upload at a time) ──► poller ──► download ──► finish source
+                 │ errors sorted by class                                │
+                 └──────────────► quarantine (report + move) ◄───────────┘
+
+Rules that keep the users' three promises:
+
+- *Nothing is lost.* A file leaves the inbox only after its output is complete in the outbox
+  (download to a temp name, fsync, rename), or after its `.error.json` is written.
+- *No credit twice.* The journal says `uploading` before a create and carries the task id
+  the moment create answers; a restart polls that task. Only one create is in flight at a
+  time, so a crash can leave at most one task we never heard of. Identical content shares a
+  task in flight, or reuses a result URL that has not expired.
+- *It keeps up.* At most `max_in_flight` files are between create and finish; one token
+  bucket in the client spaces every API call; queries (priority 0) go before creates
+  (priority 1) so finished results are fetched first; the planner queries when a task is
+  likely done instead of every second.
+
+Error classes decide the outcome: a permanent error or a failed task quarantines the file;
+an unreachable service or a rate limit is waited out and never counts against the file;
+a server error counts, and quarantines after `max_attempts`; an account error (bad key, no
+credits) pauses all new work and says so loudly, without touching any file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import structlog
+
+from ocr_watch.api import (
+    AccountError,
+    ApiError,
+    PermanentError,
+    PicWishClient,
+    ResultUnavailable,
+    ServiceUnreachable,
+    RateLimited,
+    Task,
+    describe_state,
+)
+from ocr_watch.intake.filters import reject_reason
+from ocr_watch.intake.identity import sha256_file, stamp
+from ocr_watch.journal import FileState, Journal, Row
+from ocr_watch.results.archive import finish_source
+from ocr_watch.results.naming import output_candidates
+from ocr_watch.results.quarantine import FailureReport, quarantine_file
+
+from .backoff import backoff_delay
+from .planner import PollPlanner
+from .poller import Poller, Target
+from .settings import PoolSettings
+
+__all__ = ["Pool"]
+
+log = structlog.get_logger("ocr_watch.pool")
+
+
+class Pool:
+    """Owns the queue, the in-flight count, the poller, and every file's steps."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: PicWishClient,
+        settings: PoolSettings,
+        *,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.settings = settings
+        self._wall = wall
+        self._rng = rng or random.Random()
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self._in_flight: set[int] = set()
+        self._slot_freed = asyncio.Event()
+        self._upload_gate = asyncio.Lock()
+        self._account_ok = asyncio.Event()
+        self._account_ok.set()
+        self._outage_attempt = 0
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self._critical: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self.counts = {"done": 0, "quarantined": 0, "created": 0, "shared": 0, "reused": 0}
+        self.poller = Poller(
+            self._query,
+            self._on_task,
+            self._on_poll_error,
+            PollPlanner(
+                min_interval_s=settings.poll_min_interval_s,
+                max_interval_s=settings.poll_max_interval_s,
+            ),
+            wall=wall,
+        )
+        self.account_problem: str | None = None
+        # Called whenever a file enters or leaves flight, so `once` can notice it is finished.
+        self.on_change: Callable[[], None] = lambda: None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def idle(self) -> bool:
+        return self.queue.empty() and not self._in_flight
+
+    def enqueue(self, row_id: int) -> None:
+        self.queue.put_nowait(row_id)
+        self.on_change()
+
+    def resume(self, rows: list[Row]) -> None:
+        """Pick up where a previous run stopped, for every live row of the journal."""
+        for row in rows:
+            if row.state in (FileState.QUEUED, FileState.UPLOADING):
+                if row.state is FileState.UPLOADING:
+                    # The create may or may not have reached the service: nothing to poll,
+                    # so it is uploaded again (the one credit a crash can cost).
+                    log.warning("resume_reupload", file=row.rel)
+                    row = self.journal.update(row.id, FileState.QUEUED)
+                self.enqueue(row.id)
+                continue
+            self._in_flight.add(row.id)
+            if row.state is FileState.POLLING:
+                assert row.task_id is not None
+                log.info("resume_polling", file=row.rel, task_id=row.task_id)
+                self.poller.track(row.task_id, row.task_created_at or self._wall())
+            elif row.state is FileState.DOWNLOADING:
+                self._spawn(self._download(row), critical=True)
+            elif row.state is FileState.FINISHING:
+                self._spawn(self._finish(row), critical=True)
+            elif row.state is FileState.QUARANTINING:
+                self._spawn(self._move_to_quarantine(row, resumed=True), critical=True)
+
+    async def run(self) -> None:
+        """Take queued files into flight while there is room; until cancelled."""
+        poller = asyncio.create_task(self.poller.run(), name="poller")
+        try:
+            while not self._stopping:
+                while len(self._in_flight) >= self.settings.max_in_flight:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                row_id = await self.queue.get()
+                if self._stopping:
+                    break
+                self._in_flight.add(row_id)
+                self._spawn(self._start(row_id))
+        finally:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop taking work; let uploads, downloads and moves under way finish; cancel the rest.
+
+        Polls are simply dropped: their task ids are in the journal and the next start polls
+        them again. An upload is let finish because cancelling it could cost a credit.
+        """
+        self._stopping = True
+        critical = [job for job in self._critical if not job.done()]
+        if critical:
+            _, pending = await asyncio.wait(critical, timeout=grace_s)
+            if pending:
+                log.warning("shutdown_cancelling", unfinished=len(pending))
+        for job in list(self._jobs):
+            job.cancel()
+        if self._jobs:
+            await asyncio.gather(*self._jobs, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[Any], *, critical: bool = False) -> asyncio.Task[Any]:
+        job = asyncio.ensure_future(coro)
+        self._jobs.add(job)
+        if critical:
+            self._critical.add(job)
+        job.add_done_callback(self._reap)
+        return job
+
+    def _reap(self, job: asyncio.Task[Any]) -> None:
+        self._jobs.discard(job)
+        self._critical.discard(job)
+        if not job.cancelled() and job.exception() is not None:
+            exc = job.exception()
+            log.error("job_crashed", error=repr(exc), exc_info=exc)
+
+    def _release(self, row_id: int) -> None:
+        self._in_flight.discard(row_id)
+        self._slot_freed.set()
+        self.on_change()
+
+    def _source(self, row: Row) -> Path:
+        return self.settings.inbox / row.rel
+
+    # -- the journey ---------------------------------------------------------------------
+
+    async def _start(self, row_id: int) -> None:
+        """Hash, check, then share, reuse or create a task for one queued file."""
+        try:
+            row = self.journal.get(row_id)
+            source = self._source(row)
+            try:
+                current = await asyncio.to_thread(stamp, source)
+                digest = row.sha256 or await asyncio.to_thread(sha256_file, source)
+            except FileNotFoundError:
+                await self._quarantine(row, "intake", "the file disappeared from the inbox before it was uploaded")
+                return
+            if (current.size, current.mtime_ns, current.inode) != row.stamp:
+                # Rewritten since it was admitted: admit it again as what it is now.
+                row = self.journal.update(
+                    row.id, size=current.size, mtime_ns=current.mtime_ns, inode=current.inode
+                )
+            rejected = reject_reason(PurePosixPath(row.rel), row.size)
+            if rejected:
+                await self._quarantine(row, "intake", rejected)
+                return
+            row = self.journal.update(row.id, sha256=digest)
+            if await self._share_or_reuse(row):
+                return
+            await self._create(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a disk error: say so, keep the file safe in quarantine
+            log.exception("file_crashed", row_id=row_id)
+            await self._quarantine(self.journal.get(row_id), "internal", f"ocr-watch failed: {exc!r}")
+
+    async def _share_or_reuse(self, row: Row) -> bool:
+        assert row.sha256 is not None
+        key = self.settings.options_key
+        twin = self.journal.shareable_task(row.sha256, key, exclude_id=row.id)
+        if twin is not None:
+            log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
+            row = self.journal.update(
+                row.id, FileState.POLLING, task_id=twin.task_id, task_created_at=twin.task_created_at
+            )
+            self.counts["shared"] += 1
+            if twin.state is FileState.DOWNLOADING and twin.result_url:
+                self._begin_download(row, twin.result_url, twin.result_url_at or self._wall())
+            else:
+                assert row.task_id is not None
+                self.poller.track(row.task_id, row.task_created_at or self._wall())
+            return True
+        earlier = self.journal.reusable_result(
+            row.sha256, key, not_before=self._wall() - self.settings.result_reuse_s
+        )
+        if earlier is not None and earlier.result_url:
+            log.info("result_reused", file=row.rel, task_id=earlier.task_id, with_file=earlier.rel)
+            self.counts["reused"] += 1
+            row = self.journal.update(row.id, FileState.POLLING, task_id=earlier.task_id,
+                                      task_created_at=earlier.task_created_at)
+            self._begin_download(row, earlier.result_url, earlier.result_url_at or self._wall())
+            return True
+        return False
+
+    async def _create(self, row: Row) -> None:
+        source = self._source(row)
+        bound = log.bind(file=row.rel)
+        while True:
+            await self._account_ok.wait()
+            async with self._upload_gate:
+                row = self.journal.update(row.id, FileState.UPLOADING)
+                started = time.monotonic()
+                try:
+                    task_id = await self.client.create_task(source, self.settings.create_options, priority=1)
+                except ApiError as exc:
+                    row = self.journal.update(row.id, FileState.QUEUED)
+                    error: ApiError = exc
+                except FileNotFoundError:
+                    row = self.journal.update(row.id, FileState.QUEUED)
+                    await self._quarantine(row, "create", "the file disappeared from the inbox during upload")
+                    return
+                else:
+                    # Committed before anything else can happen: a restart polls this task.
+                    created = self._wall()
+                    row = self.journal.update(
+                        row.id, FileState.POLLING, task_id=task_id, task_created_at=created
+                    )
+                    self.counts["created"] += 1
+                    self._outage_over()
+                    bound.info("task_created", task_id=task_id, size=row.size,
+                               upload_s=round(time.monotonic() - started, 3))
+                    self.poller.track(task_id, created)
+                    return
+            retry_in = await self._after_error(row, error, "create")
+            if retry_in is None:
+                return
+            row = self.journal.get(row.id)
+            await asyncio.sleep(retry_in)
+
+    async def _query(self, task_id: str) -> Task:
+        await self._account_ok.wait()
+        return await self.client.get_task(task_id, priority=0)
+
+    async def _on_task(self, target: Target, task: Task) -> None:
+        rows = self.journal.rows_for_task(target.task_id)
+        if task.is_pending:
+            age = self.poller.age(target)
+            if age > self.settings.task_timeout_s:
+                self.poller.forget(target.task_id)
+                for row in rows:
+                    await self._quarantine(
+                        row, "poll",
+                        f"no result after {age:.0f} s (limit poll.timeout_seconds = "
+                        f"{self.settings.task_timeout_s:g}); task {target.task_id} was still "
+                        f"{describe_state(task.state)} at {task.progress}%",
+                        task_state=task.state,
+                    )
+            return
+        self._outage_over()
+        if task.is_failed:
+            for row in rows:
+                reason = f"the OCR service failed the task: {describe_state(task.state)}"
+                if task.message:
+                    reason += f" ({task.message})"
+                await self._quarantine(row, "poll", reason, task_state=task.state, http_status=200)
+            return
+        assert task.file_url is not None
+        log.info("task_done", task_id=target.task_id, age_s=round(self.poller.age(target), 3),
+                 queries=target.queries, files=len(rows))
+        learnt = self._wall()
+        for row in rows:
+            row = self.journal.update(row.id, FileState.DOWNLOADING, result_url=task.file_url,
+                                      result_url_at=learnt, last_task_state=task.state)
+            self._spawn(self._download(row), critical=True)
+
+    def _begin_download(self, row: Row, url: str, learnt: float) -> None:
+        row = self.journal.update(row.id, FileState.DOWNLOADING, result_url=url, result_url_at=learnt)
+        self._spawn(self._download(row), critical=True)
+
+    async def _on_poll_error(self, target: Target, exc: ApiError) -> float | None:
+        """Decide what a failed query means; returns seconds until the next query, or None."""
+        rows = self.journal.rows_for_task(target.task_id)
+        if isinstance(exc, ResultUnavailable | PermanentError):
+            self.poller.forget(target.task_id)
+            for row in rows:
+                await self._quarantine(row, "poll", f"task {target.task_id}: {exc.message}",
+                                       http_status=exc.status_code)
+            return None
+        if isinstance(exc, AccountError):
+            self._account_blocked(exc)
+            return self.settings.poll_min_interval_s
+        if isinstance(exc, ServiceUnreachable | RateLimited):
+            return self._outage_delay(exc, "poll")
+        for row in rows:
+            self.journal.record_error(row.id, stage="poll", message=exc.message,
+                                      http_status=exc.status_code, count_attempt=False)
+        if target.errors >= self.settings.max_attempts:
+            self.poller.forget(target.task_id)
+            for row in rows:
+                await self._quarantine(
+                    row, "poll",
+                    f"the service failed {target.errors} queries in a row for task {target.task_id}: {exc.message}",
+                    http_status=exc.status_code,
+                )
+            return None
+        return backoff_delay(target.errors - 1, self.settings.backoff_initial_s,
+                             self.settings.backoff_max_s, self._rng)
+
+    async def _download(self, row: Row) -> None:
+        bound = log.bind(file=row.rel, task_id=row.task_id)
+        try:
+            while True:
+                row = self._reserve_output(row)
+                assert row.output_rel is not None and row.result_url is not None
+                dest = self.settings.outbox / row.output_rel
+                if dest.exists():
+                    break  # renamed into place by an earlier run that died before noting it
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                started = time.monotonic()
+                try:
+                    size = await self.client.download_result(row.result_url, dest)
+                except ApiError as exc:
+                    retry_in = await self._after_error(row, exc, "download")
+                    if retry_in is None:
+                        return
+                    await asyncio.sleep(retry_in)
+                    row = self.journal.get(row.id)
+                    continue
+                bound.info("result_downloaded", output=row.output_rel, bytes=size,
+                           download_s=round(time.monotonic() - started, 3))
+                break
+            row = self.journal.update(row.id, FileState.FINISHING)
+            await self._finish(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            bound.exception("download_crashed")
+            await self._quarantine(self.journal.get(row.id), "output", f"could not write the result: {exc!r}")
+
+    def _reserve_output(self, row: Row) -> Row:
+        """Choose the output name once and write it down, so a restart uses the same one."""
+        if row.output_rel is not None:
+            return row
+        assert row.sha256 is not None
+        for candidate in output_candidates(PurePosixPath(row.rel), self.settings.create_options.format,
+                                           row.sha256):
+            name = candidate.as_posix()
+            if (self.settings.outbox / name).exists() or self.journal.output_taken(name, exclude_id=row.id):
+                continue
+            return self.journal.update(row.id, output_rel=name)
+        raise RuntimeError("output_candidates ran dry")  # it is infinite; this is a bug guard
+
+    async def _finish(self, row: Row) -> None:
+        """The output is complete: now, and only now, the source may leave the inbox."""
+        source = self._source(row)
+        final: Path | None = None
+        note: str | None = None
+        try:
+            current = await asyncio.to_thread(stamp, source)
+        except FileNotFoundError:
+            current = None
+        if current is None:
+            note = "source no longer in the inbox when finishing (already moved by an earlier run, or removed)"
+        elif (current.size, current.mtime_ns, current.inode) != row.stamp:
+            note = "source was changed after upload; left in the inbox to be processed as a new file"
+        else:
+            job = asyncio.ensure_future(asyncio.to_thread(
+                finish_source, source, PurePosixPath(row.rel), self.settings.on_success,
+                self.settings.archive,
+            ))
+            try:
+                final = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # Stopping while the move runs in its thread: let it end, record it, then stop.
+                final, note = await self._settle_move(job)
+                self._mark_done(row, final, note)
+                raise
+            except OSError as exc:
+                note = f"output written, but the source could not be moved ({self.settings.on_success}): {exc}"
+                log.error("finish_source_failed", file=row.rel, error=str(exc))
+        self._mark_done(row, final, note)
+
+    @staticmethod
+    async def _settle_move(job: asyncio.Future[Path | None]) -> tuple[Path | None, str | None]:
+        try:
+            return await job, None
+        except OSError as exc:
+            return None, f"output written, but the source could not be moved: {exc}"
+
+    def _mark_done(self, row: Row, final: Path | None, note: str | None) -> None:
+        row = self.journal.update(row.id, FileState.DONE, final_path=str(final) if final else None,
+                                  last_error=note)
+        self.counts["done"] += 1
+        self._release(row.id)
+        log.info("file_done", file=row.rel, task_id=row.task_id, output=row.output_rel,
+                 source_to=str(final) if final else self.settings.on_success,
+                 total_s=round(self._wall() - row.first_seen, 3), note=note)
+
+    # -- failure -------------------------------------------------------------------------
+
+    async def _after_error(self, row: Row, exc: ApiError, stage: str) -> float | None:
+        """Sort an API error: returns seconds to wait before retrying, or None if quarantined."""
+        if isinstance(exc, PermanentError | ResultUnavailable):
+            reason = exc.message
+            if isinstance(exc, ResultUnavailable) and stage == "download":
+                reason = (f"{exc.message}; task {row.task_id} was finished (and paid for) but its result "
+                          "could not be fetched in time. Move the file back into the inbox to run it again.")
+            await self._quarantine(row, stage, reason, http_status=exc.status_code, task_state=exc.task_state)
+            return None
+        if isinstance(exc, AccountError):
+            self.journal.record_error(row.id, stage=stage, message=exc.message,
+                                      http_status=exc.status_code, count_attempt=False)
+            self._account_blocked(exc)
+            return 0.0
+        if isinstance(exc, ServiceUnreachable | RateLimited):
+            self.journal.record_error(row.id, stage=stage, message=exc.message,
+                                      http_status=exc.status_code, count_attempt=False)
+            return self._outage_delay(exc, stage)
+        row = self.journal.record_error(row.id, stage=stage, message=exc.message,
+                                        http_status=exc.status_code, task_state=exc.task_state)
+        if row.attempts >= self.settings.max_attempts:
+            await self._quarantine(
+                row, stage, f"the service failed {row.attempts} times; last: {exc.message}",
+                http_status=exc.status_code,
+            )
+            return None
+        delay = backoff_delay(row.attempts - 1, self.settings.backoff_initial_s,
+                              self.settings.backoff_max_s, self._rng)
+        log.warning("retrying", file=row.rel, stage=stage, attempt=row.attempts, error=exc.message,
+                    http_status=exc.status_code, retry_in_s=round(delay, 2))
+        return delay
+
+    def _outage_delay(self, exc: ApiError, stage: str) -> float:
+        retry_after = getattr(exc, "retry_after", None)
+        delay = backoff_delay(self._outage_attempt, self.settings.backoff_initial_s,
+                              min(self.settings.backoff_max_s, 60.0), self._rng)
+        if retry_after:
+            delay = max(delay, retry_after)
+        if self._outage_attempt == 0 or self._outage_attempt % 10 == 0:
+            log.warning("service_unreachable", stage=stage, error=exc.message, retry_in_s=round(delay, 2))
+        self._outage_attempt += 1
+        return delay
+
+    def _outage_over(self) -> None:
+        if self._outage_attempt:
+            log.info("service_reachable_again", after_failures=self._outage_attempt)
+            self._outage_attempt = 0
+
+    def _account_blocked(self, exc: ApiError) -> None:
+        """Stop all calls until a probe succeeds: every file would fail the same way."""
+        if not self._account_ok.is_set():
+            return
+        self.account_problem = exc.message
+        self._account_ok.clear()
+        self.on_change()
+        log.error("account_problem", error=exc.message, http_status=exc.status_code,
+                  action="new work paused; files stay in the inbox; fix the key or credits")
+        self._spawn(self._account_probe_later())
+
+    async def _account_probe_later(self) -> None:
+        await asyncio.sleep(min(self.settings.backoff_max_s, 60.0))
+        self.account_problem = None
+        self._account_ok.set()  # the next call is the probe; it pauses us again if still failing
+
+    async def _quarantine(self, row: Row, stage: str, reason: str, *, http_status: int | None = None,
+                          task_state: int | None = None) -> None:
+        row = self.journal.update(
+            row.id, FileState.QUARANTINING, last_stage=stage, last_error=reason,
+            last_http_status=http_status if http_status is not None else row.last_http_status,
+            last_task_state=task_state if task_state is not None else row.last_task_state,
+        )
+        self._in_flight.add(row.id)
+        await self._move_to_quarantine(row)
+
+    async def _move_to_quarantine(self, row: Row, *, resumed: bool = False) -> None:
+        """Write the report, then move the source beside it (in that order: see quarantine.py).
+
+        On resume, a source already gone from the inbox means the move happened before the
+        crash (the report was written first), so there is nothing left to do but note it.
+        """
+        source = self._source(row)
+        try:
+            current = await asyncio.to_thread(stamp, source)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.size, current.mtime_ns, current.inode) != row.stamp:
+            current = None  # another file now has this name; ours is gone
+        dest: Path | None = None
+        if current is not None or not resumed:
+            report = FailureReport(
+                source=row.rel, reason=row.last_error or "unknown", stage=row.last_stage or "unknown",
+                attempts=row.attempts, task_id=row.task_id, last_http_status=row.last_http_status,
+                last_task_state=row.last_task_state, first_seen=row.first_seen, failed_at=self._wall(),
+                sha256=row.sha256, size=row.size, detail={},
+            )
+            job = asyncio.ensure_future(asyncio.to_thread(
+                quarantine_file, source, PurePosixPath(row.rel), self.settings.quarantine, report))
+            dest = await asyncio.shield(job)
+        row = self.journal.update(row.id, FileState.QUARANTINED, final_path=str(dest) if dest else None)
+        self.counts["quarantined"] += 1
+        self._release(row.id)
+        log.warning("file_quarantined", file=row.rel, stage=row.last_stage, reason=row.last_error,
+                    task_id=row.task_id, attempts=row.attempts, to=row.final_path)

@@ -1,0 +1,34 @@
+"""What the pool needs to know, as plain values (the daemon maps the YAML config onto it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocr_watch.api import CreateOptions
+
+__all__ = ["PoolSettings"]
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    inbox: Path
+    outbox: Path
+    quarantine: Path
+    archive: Path
+    on_success: str  # archive | delete | keep
+    create_options: CreateOptions
+    max_in_flight: int = 8
+    poll_min_interval_s: float = 1.0
+    poll_max_interval_s: float = 30.0
+    task_timeout_s: float = 120.0
+    max_attempts: int = 8
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    # A result URL is valid for an hour; reuse one for identical content only well inside that.
+    result_reuse_s: float = 45 * 60.0
+
+    @property
+    def options_key(self) -> str:
+        """What makes two results of the same content interchangeable."""
+        return f"{self.create_options.format}|{self.create_options.language}"
