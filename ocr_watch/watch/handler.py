@@ -1,0 +1,84 @@
+"""The only code that runs on watchdog's thread: it turns events into (path, reason) calls.
+
+It does no I/O and takes no lock of ours, so the observer never waits on the daemon; the
+callback it is given hands the path to the event loop (`call_soon_threadsafe`).
+
+Reasons:
+- ``closed``: a writer closed the file, or it was moved in whole: ready now.
+- ``changed``: created or written to, still maybe growing: wait until it settles.
+- ``dir``: a directory appeared (created or moved in): its contents need a scan.
+- ``gone``: deleted or moved away: forget it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+__all__ = ["InboxHandler", "Report", "EVENTS_OF_INTEREST"]
+
+Report = Callable[[str, str], None]
+
+# Opens, no-write closes and attribute changes say nothing about a file being ready.
+EVENTS_OF_INTEREST: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
+
+
+class InboxHandler(FileSystemEventHandler):
+    """Routes inbox events to `report(relative_posix_path, reason)`."""
+
+    def __init__(self, root: Path, report: Report) -> None:
+        self._root = os.fspath(root)
+        self._report = report
+
+    def _rel(self, path: str | bytes) -> str | None:
+        text = os.fsdecode(path)
+        rel = os.path.relpath(text, self._root)
+        if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+            return None  # moved out of the inbox, or the inbox itself
+        return rel.replace(os.sep, "/")
+
+    def _send(self, path: str | bytes, reason: str) -> None:
+        rel = self._rel(path)
+        if rel is not None:
+            self._report(rel, reason)
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        self._send(event.src_path, "dir" if event.is_directory else "changed")
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        if not isinstance(event, DirModifiedEvent):
+            self._send(event.src_path, "changed")
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        self._send(event.src_path, "closed")
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        self._send(event.src_path, "gone")
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        self._send(event.src_path, "gone")
+        self._send(event.dest_path, "dir" if event.is_directory else "closed")
