@@ -1,0 +1,93 @@
+"""`ocr-watch`: parse, configure logging, build, run. Exit codes are part of the contract.
+
+    0  success (run: stopped cleanly by SIGTERM/SIGINT; once: every file succeeded)
+    1  once: at least one file went to quarantine
+    2  bad configuration or usage (one line per problem, naming the key)
+    3  once: the account was refused (bad key, no credits); files were left in the inbox
+   70  an internal error (logged, with the key redacted)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from ocr_watch import config as cfgmod
+from ocr_watch import logs
+from ocr_watch.progress import ProgressLine
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+EXIT_INTERNAL = 70
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocr-watch", description="A hot folder for the PicWish Document OCR API.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "watch the inbox and process files until stopped (what systemd runs)"),
+        ("once", "process what is in the inbox now, wait for every file, then exit"),
+        ("check-config", "validate the configuration and print it with the key masked"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--config", "-c", required=True, type=Path, help="the YAML configuration file")
+    from ocr_watch.emulator.cli import add_arguments as emulator_arguments
+
+    emulator = sub.add_parser("emulator", help="serve a local emulator of the PicWish OCR API",
+                              description="Serve a local emulator of the PicWish OCR API on loopback.")
+    emulator_arguments(emulator)
+    return parser
+
+
+def _load(path: Path) -> cfgmod.Config | None:
+    try:
+        config = cfgmod.load_config(path)
+        cfgmod.prepare_folders(config)
+    except cfgmod.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"ocr-watch: config error: {problem}", file=sys.stderr)
+        return None
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "emulator":
+        from ocr_watch.emulator.cli import run as run_emulator
+
+        return run_emulator(args)
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(cfgmod.describe(config), end="")
+        return 0
+    secrets = [config.api.key.reveal()] + ([config.ocr.password.reveal()] if config.ocr.password else [])
+    logs.configure(config.log_level, secrets=secrets)
+    from ocr_watch.daemon import serve
+
+    once = args.command == "once"
+    progress = ProgressLine(sys.stderr) if once and sys.stderr.isatty() else None
+    try:
+        outcome = asyncio.run(serve(config, once=once, on_progress=progress.update if progress else None))
+    except Exception:
+        structlog.get_logger("ocr_watch").exception("internal_error")
+        return EXIT_INTERNAL
+    finally:
+        if progress:
+            progress.close()
+    if not once:
+        return 0
+    if outcome.account_problem:
+        print(f"ocr-watch: the service refused the account: {outcome.account_problem}", file=sys.stderr)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

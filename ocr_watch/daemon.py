@@ -1,0 +1,172 @@
+"""The composition root: builds the stages, runs them, and stops them in order.
+
+Start: open the journal, resume every live row (polling known tasks, finishing moves),
+start the watcher *before* the first scan (so nothing dropped in between is missed), scan.
+Stop (SIGTERM, SIGINT, or `once` finding nothing left to do): stop the watcher, stop taking
+new work, let uploads, downloads and moves under way finish within a grace period, cancel
+the rest (their state is in the journal), close the client and the journal.
+
+`run` and `once` share this code; `once` only adds a condition to stop on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+
+import structlog
+
+from ocr_watch import config as cfgmod
+from ocr_watch.admission import Admission
+from ocr_watch.api import CreateOptions, PicWishClient
+from ocr_watch.journal import Journal
+from ocr_watch.pool import Pool, PoolSettings
+from ocr_watch.results.fsops import remove_stale_temps
+from ocr_watch.watch import InboxWatcher
+
+__all__ = ["Outcome", "serve", "pool_settings"]
+
+log = structlog.get_logger("ocr_watch.daemon")
+
+SHUTDOWN_GRACE_S = 20.0
+EXIT_OK, EXIT_QUARANTINED, EXIT_ACCOUNT = 0, 1, 3
+
+
+@dataclass
+class Outcome:
+    """What a run did, for the exit code and the progress bar."""
+
+    admitted: int = 0
+    done: int = 0
+    quarantined: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    account_problem: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.account_problem:
+            return EXIT_ACCOUNT
+        return EXIT_QUARANTINED if self.quarantined else EXIT_OK
+
+
+def pool_settings(config: cfgmod.Config) -> PoolSettings:
+    password = config.ocr.password.reveal() if config.ocr.password else None
+    return PoolSettings(
+        inbox=config.folders.inbox,
+        outbox=config.folders.outbox,
+        quarantine=config.folders.quarantine,
+        archive=config.folders.archive,
+        on_success=config.on_success,
+        create_options=CreateOptions(format=config.ocr.format, language=config.ocr.language, password=password),
+        max_in_flight=config.pool.max_in_flight,
+        poll_min_interval_s=config.poll.interval_seconds,
+        task_timeout_s=config.poll.timeout_seconds,
+        max_attempts=config.retry.max_attempts,
+        backoff_initial_s=config.retry.backoff_initial_seconds,
+        backoff_max_s=config.retry.backoff_max_seconds,
+    )
+
+
+async def serve(
+    config: cfgmod.Config,
+    *,
+    once: bool = False,
+    on_progress: Callable[[Outcome], None] | None = None,
+    handle_signals: bool = True,
+    stop: asyncio.Event | None = None,
+) -> Outcome:
+    """Run until stopped (or, with `once`, until the inbox is empty and nothing is in flight)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+    settings = pool_settings(config)
+    journal = Journal(config.state_dir / "journal.sqlite3")
+    client = PicWishClient(config.api.base_url, config.api.key.reveal(),
+                           requests_per_second=config.api.requests_per_second)
+    pool = Pool(journal, client, settings)
+    activity = asyncio.Event()
+    admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
+                          settle_s=config.watch.settle_seconds, activity=activity)
+    pool.on_change = activity.set
+    watcher = InboxWatcher(config.folders.inbox,
+                           lambda rel, why: loop.call_soon_threadsafe(admission.report, rel, why),
+                           mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds)
+    outcome = Outcome()
+
+    def snapshot() -> Outcome:
+        outcome.admitted = admission.admitted
+        outcome.done = pool.counts["done"]
+        outcome.quarantined = pool.counts["quarantined"]
+        outcome.in_flight = pool.in_flight
+        outcome.queued = pool.queue.qsize()
+        outcome.account_problem = pool.account_problem
+        return outcome
+
+    for stale in await asyncio.to_thread(remove_stale_temps, config.folders.outbox):
+        log.info("stale_temp_removed", path=str(stale))
+    live = journal.live_rows()
+    log.info("starting", mode="once" if once else "run", inbox=str(config.folders.inbox),
+             resuming=len(live), requests_per_second=config.api.requests_per_second,
+             max_in_flight=config.pool.max_in_flight, format=config.ocr.format)
+    pool.resume(live)
+    started = time.monotonic()
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(pool.run(), name="pool"),
+        asyncio.create_task(admission.run(), name="admission"),
+    ]
+    try:
+        if not once:
+            await asyncio.to_thread(watcher.start)
+        admission.spawn_scan()
+        if not once and config.watch.rescan_seconds > 0:
+            tasks.append(asyncio.create_task(_rescan(admission, config.watch.rescan_seconds), name="rescan"))
+        stopper = asyncio.create_task(stop.wait())
+        while not stop.is_set():
+            activity.clear()
+            if on_progress:
+                on_progress(snapshot())
+            if once and (admission.idle and pool.idle):
+                break
+            if once and pool.account_problem:
+                break
+            waiter = asyncio.create_task(activity.wait())
+            crashed = [t for t in tasks if t.done()]
+            if crashed:
+                crashed[0].result()  # a stage died: surface its error
+            await asyncio.wait([waiter, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        stopper.cancel()
+    finally:
+        log.info("stopping", in_flight=pool.in_flight, queued=pool.queue.qsize())
+        await asyncio.to_thread(watcher.stop)
+        await pool.shutdown(SHUTDOWN_GRACE_S)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        await client.aclose()
+        journal.close()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    snapshot()
+    if on_progress:
+        on_progress(outcome)
+    log.info("stopped", done=outcome.done, quarantined=outcome.quarantined,
+             seconds=round(time.monotonic() - started, 3), account_problem=outcome.account_problem)
+    return outcome
+
+
+async def _rescan(admission: Admission, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        await admission.spawn_scan()
