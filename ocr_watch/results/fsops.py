@@ -8,7 +8,8 @@ taken; across filesystems the bytes are copied to a hidden temp file first.
 What a crash can leave behind, and what a repeated call does about it:
 
 * a hidden temp ``.<name>.ocrw-<hex>.part`` in the destination folder (remove with
-  :func:`remove_stale_temps` at start-up; the watcher ignores dot files);
+  :func:`remove_stale_temps` at start-up, which also knows the API client's download temps;
+  the watcher ignores dot files);
 * after ``link`` but before ``unlink``: the same file under both names. Calling
   :func:`move_no_clobber` again notices the destination is the same inode and just unlinks
   the source;
@@ -30,7 +31,9 @@ from ocr_watch.results.naming import sibling_candidates
 __all__ = ["atomic_write_bytes", "fsync_dir", "move_no_clobber", "remove_stale_temps",
            "temp_path_for"]
 
-_TEMP_RE = re.compile(r"^\..+\.ocrw-[0-9a-f]{8}\.part$")
+# Ours (``.<name>.ocrw-<8 hex>.part``) and the API client's download temps
+# (``.<name>.<12 hex>.part``, api/client.py); both only ever live in folders we own.
+_TEMP_RE = re.compile(r"^\..+\.(?:ocrw-[0-9a-f]{8}|[0-9a-f]{12})\.part$")
 # link() errors meaning "this filesystem (or policy) does not do hard links here": fall back to
 # rename. EPERM also covers fs.protected_hardlinks on files owned by someone else.
 _NO_LINK = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK,

@@ -202,7 +202,9 @@ class TestStaleTemps:
         (tmp_path / "sub").mkdir()
         ours = temp_path_for(tmp_path / "sub" / "a.txt")
         ours.write_bytes(b"half")
+        download = tmp_path / ".b.docx.0123456789ab.part"  # api/client.py's download temp
+        download.write_bytes(b"half")
         (tmp_path / ".keep").write_bytes(b"")
         (tmp_path / ".a.txt.part").write_bytes(b"")
-        assert remove_stale_temps(tmp_path) == [ours]
+        assert sorted(remove_stale_temps(tmp_path)) == sorted([ours, download])
         assert sorted(p.name for p in tmp_path.rglob("*")) == [".a.txt.part", ".keep", "sub"]
