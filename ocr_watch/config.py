@@ -295,10 +295,13 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from exc
+    loader = _Loader(text)
     try:
-        raw = yaml.safe_load(text)
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(path, exc)]) from exc
+    finally:
+        loader.dispose()
     if raw is None:
         raise ConfigError([f"{path}: the file is empty; folders.inbox, folders.outbox and "
                            "folders.quarantine are required"])
@@ -306,6 +309,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError([f"(top level): must be a mapping of keys, got {_type_name(raw)}"])
 
     r = _Reader(path.parent)
+    r.problems.extend(f"{path}: {d}" for d in loader.duplicates)
     r.unknown_keys(raw, "")
     folders, state_dir, on_success = _read_folders(r, raw)
     api = _read_api(r, r.section(raw, "api"), env)
@@ -342,6 +346,28 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         watch=WatchSettings(*watch), retry=RetrySettings(*retry),  # type: ignore[arg-type]
         log_level=log_level,
     )
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that notes repeated keys, which plain YAML loading silently lets the last win."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None:
+                continue
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                self.duplicates.append(f"line {line}: key {key!r} is given twice (first on line "
+                                       f"{first_line[key]}); keep one")
+            else:
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:

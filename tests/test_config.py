@@ -292,6 +292,12 @@ class TestErrors:
         found = problems(tmp_path, "folders:\n  inbox: in\n  outbox: [out\n")
         assert len(found) == 1 and "YAML syntax error at line" in found[0]
 
+    def test_duplicate_key(self, tmp_path: Path) -> None:
+        """A key given twice is reported with both lines instead of the last silently winning."""
+        found = problems(tmp_path, MINIMAL + "pool: {max_in_flight: 2}\npool: {max_in_flight: x}\n")
+        assert len(found) == 2 and has(found, "pool.max_in_flight", "'x'")
+        assert "'pool' is given twice" in found[0] and "line 9" in found[0] and "line 8" in found[0]
+
     def test_empty_file(self, tmp_path: Path) -> None:
         """An empty file says what is required."""
         found = problems(tmp_path, "\n# nothing\n")
