@@ -280,10 +280,14 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             self.problem(key, f"must be a folder path (a non-empty string), got {_show(value)}")
             return None
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = self.base_dir / path
-        return path.resolve()
+        try:
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                path = self.base_dir / path
+            return path.resolve()
+        except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, unknown ~user, link loop
+            self.problem(key, f"is not a usable path: {exc}")
+            return None
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:

@@ -292,6 +292,13 @@ class TestErrors:
         found = problems(tmp_path, "folders:\n  inbox: in\n  outbox: [out\n")
         assert len(found) == 1 and "YAML syntax error at line" in found[0]
 
+    def test_unusable_path(self, tmp_path: Path) -> None:
+        """A path with a NUL byte or a folder given as a number is named."""
+        text = f'folders: {{inbox: "in\\0x", outbox: 5, quarantine: q}}\napi: {{key: {KEY}}}\n'
+        found = problems(tmp_path, text)
+        assert has(found, "folders.inbox", "not a usable path")
+        assert has(found, "folders.outbox", "folder path", "5")
+
     def test_duplicate_key(self, tmp_path: Path) -> None:
         """A key given twice is reported with both lines instead of the last silently winning."""
         found = problems(tmp_path, MINIMAL + "pool: {max_in_flight: 2}\npool: {max_in_flight: x}\n")
