@@ -117,7 +117,7 @@ class Emulator:
     def requests(self) -> list[dict[str, Any]]:
         """The request log (control routes excluded; failed callbacks included, host "callback")."""
         with self._lock:
-            return [dict(r) for r in self._log]
+            return sorted((dict(r) for r in self._log), key=lambda r: float(r["t"]))
 
     def tasks(self) -> list[dict[str, Any]]:
         """Every task, forgotten ones flagged."""

@@ -100,6 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
     _status_sent: int
     _task_id: str | None
     _fault: str | None
+    _recorded: bool
 
     @property
     def emu(self) -> Emulator:
@@ -112,12 +113,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._status_sent = 0
         self._task_id = None
         self._fault = None
+        self._recorded = False
         self._t0 = time.time()
 
     def _key(self) -> str | None:
         return self.headers.get("X-API-KEY")
 
     def _record(self) -> None:
+        """Log this request once; done before the response goes out, so the log never lags the client."""
+        if self._recorded:
+            return
+        self._recorded = True
         self.emu._log_request(
             t=self._t0, host=self.server.label, method=self.command, path=urlsplit(self.path).path,
             api_key_present=self._key() is not None, status=self._status_sent,
@@ -128,6 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
                    close: bool = False, truncate_to: int | None = None) -> None:
         """Write a full response; ``truncate_to`` sends only that many body bytes, then closes."""
         self._status_sent = status
+        self._record()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -220,6 +227,7 @@ class ApiHandler(_Handler):
         self._begin()
         path = urlsplit(self.path).path
         if path.startswith("/_emulator/"):
+            self._recorded = True  # control routes are not logged
             self._control_get(path)
             return
         try:
@@ -235,6 +243,7 @@ class ApiHandler(_Handler):
         self._begin()
         path = urlsplit(self.path).path
         if path.startswith("/_emulator/"):
+            self._recorded = True  # control routes are not logged
             self._control_post(path)
             return
         try:
