@@ -64,9 +64,9 @@ class Emulator:
         self.result_base_url = f"http://{self._host}:{self._result.server_address[1]}"
         self._callbacks.start()
         self._threads = [
-            threading.Thread(target=self._api.serve_forever, kwargs={"poll_interval": 0.1},
+            threading.Thread(target=self._api.serve_forever, kwargs={"poll_interval": 0.05},
                              name="emulator-api-listener", daemon=True),
-            threading.Thread(target=self._result.serve_forever, kwargs={"poll_interval": 0.1},
+            threading.Thread(target=self._result.serve_forever, kwargs={"poll_interval": 0.05},
                              name="emulator-result-listener", daemon=True),
             threading.Thread(target=self._scheduler, name="emulator-scheduler", daemon=True),
         ]
