@@ -67,7 +67,8 @@ def raise_for_task_state(task: Task) -> None:
 def _safe_url(url: httpx.URL | str) -> str:
     """The URL without query or credentials (a result URL's signature is a secret too)."""
     parsed = httpx.URL(str(url))
-    return f"{parsed.scheme}://{parsed.host}{parsed.path}"
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -251,7 +252,7 @@ class PicWishClient:
         if isinstance(exc, httpx.TimeoutException):
             text = f"timed out waiting for {where} ({type(exc).__name__})"
         else:
-            text = f"the connection to {where} broke before the answer arrived ({type(exc).__name__})"
+            text = f"the connection to {where} broke before the whole answer arrived ({type(exc).__name__})"
         if ambiguous:
             text += "; the task may have been created"
         raise ServerError(text, ambiguous=ambiguous) from exc
