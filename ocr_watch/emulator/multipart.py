@@ -9,8 +9,9 @@ vendor's ``image_url`` samples send.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 from urllib.parse import parse_qs
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -29,7 +30,7 @@ class BodyError(Exception):
 class BodyStream:
     """Reads a request body from ``rfile`` per its headers, chunk by chunk."""
 
-    def __init__(self, rfile: BinaryIO, content_length: str | None, transfer_encoding: str | None) -> None:
+    def __init__(self, rfile: IO[bytes] | io.BufferedIOBase, content_length: str | None, transfer_encoding: str | None) -> None:
         self._rfile = rfile
         self._chunked = (transfer_encoding or "").lower().strip() == "chunked"
         self._left = 0 if self._chunked else int(content_length or 0)

@@ -429,8 +429,8 @@ class ResultHandler(_Handler):
             self.send_bytes(404, b"NoSuchKey\n", "text/plain")
             return
         query = parse_qs(parts.query)
-        problem = emu.signer.check(parts.path, (query.get("Expires") or [None])[0],
-                                   (query.get("Signature") or [None])[0])
+        expires = query.get("Expires", [""])[0]
+        problem = emu.signer.check(parts.path, expires, query.get("Signature", [""])[0])
         if problem == "bad signature":
             self.send_bytes(403, b"SignatureDoesNotMatch\n", "text/plain")
             return

@@ -196,3 +196,28 @@ def test_stop_is_idempotent_and_closes_keepalive(make_emulator: Any) -> None:
                 pass
     finally:
         c.close()
+
+
+def test_early_answer_to_big_upload_still_readable(emulator: Emulator) -> None:
+    """A 401 sent before a 4 MB body is read reaches the client (drained or lingering close)."""
+    with httpx.Client(base_url=emulator.base_url, headers={"X-API-KEY": "wrong"}, timeout=10) as c:
+        r = c.post(CREATE, files={"image_file": ("big.png", PNG + b"\0" * (4 * 1024 * 1024))})
+    assert r.status_code == 401
+
+
+def test_durations_follow_size_and_seeded_jitter(make_emulator: Any) -> None:
+    settings = {"processing_seconds": 10.0, "processing_seconds_per_mb": 4.0, "processing_jitter": 0.3, "seed": 7}
+    durations = []
+    for _ in range(2):
+        emu = make_emulator(**settings)
+        with client(emu) as c:
+            for size in (0, 1024 * 1024):
+                c.post(CREATE, files={"image_file": ("a.png", PNG[:8] + b"\0" * size)})
+        durations.append([t["duration"] for t in emu.tasks()])
+    assert durations[0] == durations[1]  # same seed, same sequence
+    small, large = durations[0]
+    assert 7.0 <= small <= 13.0 and 9.8 <= large <= 18.2
+    emu.update(processing_jitter=0.0)
+    with client(emu) as c:
+        c.post(CREATE, files={"image_file": ("a.png", PNG[:8] + b"\0" * (512 * 1024))})
+    assert emu.tasks()[-1]["duration"] == 10.0 + 4.0 * (512 * 1024 + 8) / (1024 * 1024)
