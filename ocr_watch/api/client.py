@@ -102,7 +102,6 @@ class PicWishClient:
         if not api_key:
             raise ValueError("api_key must not be empty")
         self._base_url = base_url.rstrip("/")
-        self._api_host = httpx.URL(self._base_url).host
         self._api_key = api_key
         self._max_rate_limit_retries = max_rate_limit_retries
         self.bucket = TokenBucket(requests_per_second, burst)
@@ -230,7 +229,7 @@ class PicWishClient:
                 attempt += 1
                 self._retries += 1
                 continue
-            self.bucket.note_success()
+            self.bucket.note_success()  # not throttled, even if it failed otherwise
             if status != 200:
                 self._raise_for_status(kind, status, body)
             return body
