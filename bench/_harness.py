@@ -163,14 +163,17 @@ class Workspace:
     staging = property(lambda self: self.root / "staging")
     config_path = property(lambda self: self.root / "config.yaml")
 
-    def write_config(self, base_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    def write_config(self, base_url: str, **sections: Any) -> dict[str, Any]:
         config: dict[str, Any] = {
             "folders": {"inbox": "inbox", "outbox": "outbox", "quarantine": "quarantine", "archive": "archive"},
             "api": {"base_url": base_url, "key": KEY, "requests_per_second": 2},
             "watch": {"rescan_seconds": 0},
         }
         for key, value in sections.items():
-            config.setdefault(key, {}).update(value)
+            if isinstance(value, dict):
+                config.setdefault(key, {}).update(value)
+            else:
+                config[key] = value
         self.config_path.write_text(yaml.safe_dump(config))
         return config
 
@@ -251,8 +254,7 @@ class Daemon:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the daemon process so far (from /proc/<pid>/stat)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu_seconds(self.pid)
 
     def status_kib(self, key: str = "VmHWM") -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -271,6 +273,12 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (its threads included), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def log_time(event: dict[str, Any]) -> float:
