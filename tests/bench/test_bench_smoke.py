@@ -1,0 +1,60 @@
+"""A tiny run of each benchmark under bench/: it runs, and prints its figures and its command.
+
+Targets are not asserted here (a few files say nothing about rates); `python bench/<name>.py`
+with its defaults is the benchmark.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(script: str, *args: str, timeout: float = 100) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode in (0, 1), f"{script} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    out = done.stdout
+    assert f"command: python bench/{script} {' '.join(args)}" in out
+    assert "wall time of the run:" in out
+    assert "targets missed:" in out
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_throughput_smoke() -> None:
+    out = run_bench("throughput.py", "--files", "5", "--vendor-files", "3", "--naive-files", "3",
+                    "--processing-seconds", "0.3", "--jitter", "0.3", "--rps", "5")
+    for figure in ("ocr-watch files per minute", "ocr-watch vs vendor (rate ratio)", "ocr-watch vs naive (rate ratio)",
+                   "ocr-watch API calls per file", "ocr-watch 429s received", "ocr-watch done-to-downloaded p50",
+                   "vendor files per minute", "naive files per minute"):
+        assert figure in out
+    assert "target >= 3x" in out and "target <= 2.6" in out
+
+
+@pytest.mark.timeout(120)
+def test_latency_smoke() -> None:
+    out = run_bench("latency.py", "--files", "5", "--polling-files", "3", "--poll-interval", "0.3",
+                    "--settle-seconds", "0.2")
+    assert "native p50" in out and "target <= 50 ms" in out
+    assert "polling p99" in out and "watch.poll_interval_seconds=0.3" in out
+
+
+@pytest.mark.timeout(120)
+def test_capacity_smoke() -> None:
+    out = run_bench("capacity.py", "--files", "50")
+    assert "files per second" in out and "target >= 200" in out
+    assert "daemon CPU per file" in out and "target <= 5 ms" in out
+    assert "pool.max_in_flight=64" in out
+
+
+@pytest.mark.timeout(120)
+def test_memory_smoke() -> None:
+    out = run_bench("memory.py", "--size-mb", "10", "--waiting-files", "100")
+    assert "peak RSS, 10 MiB upload" in out and "target <= 80 MiB" in out
+    assert "peak RSS, 100 files waiting" in out and "target <= 150 MiB" in out
