@@ -8,9 +8,11 @@ about one or two per task instead:
 - The first query goes out when a task like this one has usually finished: a quantile of
   the durations recently observed (until there are a few, the configured minimum interval).
 - A query that finds the task unfinished reads `progress` and extrapolates when it will
-  reach 100 (from two readings when it has them, from one assuming progress started at
-  creation otherwise, which errs late by a little rather than early by a lot); with no
-  progress yet, it waits for the durations seen in tasks that outlived this age.
+  reach 100. Two readings give a rate, which is trusted. One reading is extrapolated as if
+  progress had started at creation, but it says little (progress often starts late, so 1 %
+  early on would predict a hundred times the age): the wait it sets is capped at the task's
+  current age, so at worst the interval doubles. With no progress yet, it waits for the
+  durations seen in tasks that outlived this age.
 - Never sooner than `min_interval_s` after the previous query of the same task, never later
   than `max_interval_s`.
 
@@ -96,17 +98,28 @@ class PollPlanner:
 
     def next_delay(self, now: Reading, previous: Reading | None) -> float:
         """Seconds from this (unfinished) reading to the next query."""
+        done_at = self._from_rate(now, previous)
+        if done_at is not None:
+            return self._clamp(done_at - now.age_s + self.margin_s)
         done_at = self._extrapolate(now, previous)
         if done_at is None and len(self._durations) >= self.warmup:
             done_at = self._quantile(0.5, above=now.age_s)
         if done_at is None:
             return self.min_interval_s
-        return self._clamp(done_at - now.age_s + self.margin_s)
+        cap = max(self.min_interval_s, now.age_s)
+        return self._clamp(min(done_at - now.age_s + self.margin_s, cap))
 
-    def _extrapolate(self, now: Reading, previous: Reading | None) -> float | None:
+    @staticmethod
+    def _from_rate(now: Reading, previous: Reading | None) -> float | None:
         if previous is not None and now.progress > previous.progress and now.age_s > previous.age_s:
             rate = (now.progress - previous.progress) / (now.age_s - previous.age_s)
             return now.age_s + (100 - now.progress) / rate
+        return None
+
+    def _extrapolate(self, now: Reading, previous: Reading | None) -> float | None:
+        by_rate = self._from_rate(now, previous)
+        if by_rate is not None:
+            return by_rate
         if now.progress > 0:
             return now.age_s * 100 / now.progress
         return None

@@ -1,0 +1,41 @@
+"""The poll planner: few queries per task, without leaving a finished result waiting."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocr_watch.pool.planner import PollPlanner, Reading
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class TestPollPlanner:
+    def test_until_it_has_learnt_it_polls_at_the_minimum_interval(self) -> None:
+        planner = PollPlanner(min_interval_s=1.0)
+        assert planner.first_delay() == 1.0
+
+    def test_after_learning_the_first_query_waits_for_a_typical_duration(self) -> None:
+        planner = PollPlanner(min_interval_s=0.5, first_quantile=0.5, margin_s=0.1)
+        for duration in (2.0, 3.0, 4.0, 3.0, 3.0):
+            planner.record_done(duration, None)
+        assert planner.first_delay() == pytest.approx(3.1)
+
+    def test_two_readings_extrapolate_the_finish_from_the_rate_of_progress(self) -> None:
+        planner = PollPlanner(min_interval_s=0.1, margin_s=0.0)
+        delay = planner.next_delay(Reading(2.0, 60), Reading(1.0, 20))
+        assert delay == pytest.approx(1.0)  # 40 %/s, 40 % to go
+
+    def test_one_early_reading_never_waits_longer_than_the_tasks_age(self) -> None:
+        """1 % at 0.06 s would predict 6 s; progress starts late, so the wait is capped."""
+        planner = PollPlanner(min_interval_s=0.05, margin_s=0.0)
+        assert planner.next_delay(Reading(0.06, 1), None) == pytest.approx(0.06)
+
+    def test_a_learnt_duration_stays_inside_what_the_readings_prove(self) -> None:
+        planner = PollPlanner()
+        learnt = planner.record_done(3.0, Reading(2.0, 90))
+        assert 2.0 <= learnt <= 3.0
+
+    def test_never_sooner_than_the_minimum_nor_later_than_the_maximum(self) -> None:
+        planner = PollPlanner(min_interval_s=1.0, max_interval_s=5.0, margin_s=0.0)
+        assert planner.next_delay(Reading(10.0, 99), Reading(9.0, 98)) == 1.0
+        assert planner.next_delay(Reading(100.0, 1), Reading(50.0, 0)) == 5.0
