@@ -64,6 +64,7 @@ def pool_settings(config: cfgmod.Config) -> PoolSettings:
         on_success=config.on_success,
         create_options=CreateOptions(format=config.ocr.format, language=config.ocr.language, password=password),
         max_in_flight=config.pool.max_in_flight,
+        queue_size=config.pool.queue_size,
         poll_min_interval_s=config.poll.interval_seconds,
         task_timeout_s=config.poll.timeout_seconds,
         max_attempts=config.retry.max_attempts,

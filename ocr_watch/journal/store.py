@@ -197,6 +197,13 @@ class Journal:
         )
         return rows[0] if rows else None
 
+    def queued_after(self, row_id: int, limit: int) -> list[int]:
+        """Ids of queued rows admitted after `row_id`, oldest first: the backlog beyond the queue."""
+        cur = self._db.execute(
+            "SELECT id FROM files WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?", (row_id, limit)
+        )
+        return [r[0] for r in cur]
+
     def output_taken(self, output_rel: str, *, exclude_id: int) -> bool:
         cur = self._db.execute(
             "SELECT 1 FROM files WHERE output_rel = ? AND id != ? AND state NOT IN ('done', 'quarantined')",

@@ -79,10 +79,15 @@ class Pool:
         self.settings = settings
         self._wall = wall
         self._rng = rng or random.Random()
-        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        # A window onto the journal: past `queue_size`, rows wait on disk and are refilled in order.
+        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=settings.queue_size)
+        self._backlog = False
+        self._last_queued_id = 0
         self._in_flight: set[int] = set()
         self._slot_freed = asyncio.Event()
         self._upload_gate = asyncio.Lock()
+        # Content being created right now: a second copy waits for the first's task id.
+        self._creating: dict[tuple[str, str], asyncio.Event] = {}
         self._account_ok = asyncio.Event()
         self._account_ok.set()
         self._outage_attempt = 0
@@ -112,11 +117,25 @@ class Pool:
 
     @property
     def idle(self) -> bool:
-        return self.queue.empty() and not self._in_flight
+        return self.queue.empty() and not self._backlog and not self._in_flight
 
     def enqueue(self, row_id: int) -> None:
-        self.queue.put_nowait(row_id)
+        """Queue a journal row; when the window is full it waits in the journal instead."""
+        if self._backlog or self.queue.full():
+            self._backlog = True
+        else:
+            self.queue.put_nowait(row_id)
+            self._last_queued_id = max(self._last_queued_id, row_id)
         self.on_change()
+
+    def _refill(self) -> None:
+        room = self.queue.maxsize - self.queue.qsize()
+        ids = self.journal.queued_after(self._last_queued_id, room)
+        for row_id in ids:
+            self.queue.put_nowait(row_id)
+            self._last_queued_id = row_id
+        if len(ids) < room:
+            self._backlog = False
 
     def resume(self, rows: list[Row]) -> None:
         """Pick up where a previous run stopped, for every live row of the journal."""
@@ -149,6 +168,8 @@ class Pool:
                 while len(self._in_flight) >= self.settings.max_in_flight:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
+                if self._backlog and self.queue.qsize() <= self.queue.maxsize // 2:
+                    self._refill()
                 row_id = await self.queue.get()
                 if self._stopping:
                     break
@@ -221,9 +242,16 @@ class Pool:
                 await self._quarantine(row, "intake", rejected)
                 return
             row = self.journal.update(row.id, sha256=digest)
+            content = (digest, self.settings.options_key)
+            while (first := self._creating.get(content)) is not None:
+                await first.wait()  # same content is being uploaded: share its task, pay once
             if await self._share_or_reuse(row):
                 return
-            await self._create(row)
+            self._creating[content] = asyncio.Event()
+            try:
+                await self._create(row)
+            finally:
+                self._creating.pop(content).set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or a disk error: say so, keep the file safe in quarantine

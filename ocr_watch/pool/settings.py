@@ -19,6 +19,7 @@ class PoolSettings:
     on_success: str  # archive | delete | keep
     create_options: CreateOptions
     max_in_flight: int = 8
+    queue_size: int = 10_000  # row ids held in memory; the journal holds the rest
     poll_min_interval_s: float = 1.0
     poll_max_interval_s: float = 30.0
     task_timeout_s: float = 120.0

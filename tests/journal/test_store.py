@@ -1,0 +1,70 @@
+"""The journal: legal moves only, one live row per path, and what survives a reopen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ocr_watch.journal import FileState, IllegalTransition, Journal
+
+pytestmark = pytest.mark.timeout(30)
+
+STAMP = (10, 1_000, 42)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "j.sqlite3")
+
+
+class TestJournal:
+    def test_a_row_walks_the_happy_path_and_keeps_what_each_step_wrote(self, journal: Journal) -> None:
+        row = journal.add("a/b.png", STAMP, "txt|English")
+        journal.update(row.id, FileState.UPLOADING, sha256="ab" * 32)
+        journal.update(row.id, FileState.POLLING, task_id="t-1", task_created_at=5.0)
+        journal.update(row.id, FileState.DOWNLOADING, result_url="http://r/1", output_rel="a/b.txt")
+        journal.update(row.id, FileState.FINISHING)
+        done = journal.update(row.id, FileState.DONE, final_path="/archive/a/b.png")
+        assert (done.task_id, done.output_rel, done.sha256) == ("t-1", "a/b.txt", "ab" * 32)
+        assert done.finished_at is not None and journal.live_rows() == []
+
+    def test_skipping_a_step_is_refused_and_changes_nothing(self, journal: Journal) -> None:
+        row = journal.add("x.png", STAMP, "k")
+        with pytest.raises(IllegalTransition):
+            journal.update(row.id, FileState.FINISHING)
+        assert journal.get(row.id).state is FileState.QUEUED
+
+    def test_a_path_has_one_live_row_but_may_come_back_after_it_finished(self, journal: Journal) -> None:
+        row = journal.add("x.png", STAMP, "k")
+        with pytest.raises(Exception, match="UNIQUE"):
+            journal.add("x.png", STAMP, "k")
+        journal.update(row.id, FileState.QUARANTINING, last_error="bad")
+        journal.update(row.id, FileState.QUARANTINED)
+        again = journal.add("x.png", (11, 2_000, 43), "k")
+        assert journal.live_for("x.png") == again
+        assert journal.finished_with_stamp("x.png", STAMP) is not None
+        assert journal.finished_with_stamp("x.png", (11, 2_000, 43)) is None
+
+    def test_everything_committed_is_there_after_reopening(self, tmp_path: Path) -> None:
+        first = Journal(tmp_path / "j.sqlite3")
+        row = first.add("x.png", STAMP, "k")
+        first.update(row.id, FileState.UPLOADING)
+        first.update(row.id, FileState.POLLING, task_id="t-9")
+        first.close()  # as after kill -9, nothing else is flushed: WAL commits are already durable
+        second = Journal(tmp_path / "j.sqlite3")
+        (live,) = second.live_rows()
+        assert (live.state, live.task_id) == (FileState.POLLING, "t-9")
+
+    def test_errors_count_attempts_only_when_asked(self, journal: Journal) -> None:
+        row = journal.add("x.png", STAMP, "k")
+        journal.record_error(row.id, stage="create", message="500", http_status=500)
+        journal.record_error(row.id, stage="create", message="down", count_attempt=False)
+        row = journal.get(row.id)
+        assert (row.attempts, row.last_error, row.last_http_status) == (1, "down", 500)
+
+    def test_the_backlog_is_read_in_admission_order(self, journal: Journal) -> None:
+        ids = [journal.add(f"f{n}.png", STAMP, "k").id for n in range(5)]
+        journal.update(ids[2], FileState.UPLOADING)
+        assert journal.queued_after(ids[0], 10) == [ids[1], ids[3], ids[4]]
+        assert journal.queued_after(ids[0], 1) == [ids[1]]
