@@ -62,6 +62,10 @@ def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | 
     processors.append(
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # httpx logs each request at INFO with its full URL, and a result URL carries its
+    # signature; our own events say what matters, so keep the library quiet.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
