@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -84,6 +86,12 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
             result["exit"] = daemon.stop()
         result["quarantined"] = ws.count(ws.quarantine)
         result.update(api_figures(emu, args.files))
+        if args.dump:
+            dump = Path(args.dump)
+            dump.mkdir(parents=True, exist_ok=True)
+            (dump / "requests.json").write_text(json.dumps(emu.requests()))
+            (dump / "tasks.json").write_text(json.dumps(emu.tasks()))
+            shutil.copy(daemon.log_path, dump / "daemon.log")
     finally:
         ws.cleanup()
 
@@ -175,6 +183,7 @@ def main() -> int:
     parser.add_argument("--poll-interval", type=float, default=1.0, help="daemon poll.interval_seconds")
     parser.add_argument("--sequential", action="store_true", help="run the three workloads one after another")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--dump", help="folder to save ocr-watch's emulator request log, tasks and daemon log")
     args = parser.parse_args()
 
     report = Report(f"Throughput at quota: {args.files} files, processing {args.processing_seconds:g} s "
