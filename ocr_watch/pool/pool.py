@@ -91,6 +91,7 @@ class Pool:
         self._account_ok = asyncio.Event()
         self._account_ok.set()
         self._outage_attempt = 0
+        self._local_failures = 0
         self._jobs: set[asyncio.Task[Any]] = set()
         self._critical: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -410,6 +411,19 @@ class Pool:
                     await asyncio.sleep(retry_in)
                     row = self.journal.get(row.id)
                     continue
+                except OSError as exc:
+                    # Our disk, not the service: the result is paid for and its link lives an
+                    # hour, so wait for space or permission instead of quarantining the source.
+                    self.journal.record_error(row.id, stage="output", message=f"cannot write {dest}: {exc}",
+                                              count_attempt=False)
+                    delay = backoff_delay(self._local_failures, self.settings.backoff_initial_s,
+                                          min(self.settings.backoff_max_s, 60.0), self._rng)
+                    self._local_failures += 1
+                    bound.error("output_write_failed", output=row.output_rel, error=str(exc),
+                                retry_in_s=round(delay, 2))
+                    await asyncio.sleep(delay)
+                    continue
+                self._local_failures = 0
                 bound.info("result_downloaded", output=row.output_rel, bytes=size,
                            download_s=round(time.monotonic() - started, 3))
                 break

@@ -209,6 +209,27 @@ class TestErrors:
         assert emulator.stats()["downloads"] == 2
         assert [p.name for p in harness.settings.outbox.iterdir()] == ["b.txt"], "no temp file left"
 
+    async def test_an_outbox_that_cannot_be_written_is_waited_for_not_blamed_on_the_file(
+        self, harness: Harness, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Disk full while saving a paid result: retry until it fits; the source is not quarantined."""
+        real = PicWishClient.download_result
+        failures = iter([OSError(28, "No space left on device")] * 2)
+
+        async def full_then_fine(self: PicWishClient, url: str, dest: Path) -> int:
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+            return await real(self, url, dest)
+
+        monkeypatch.setattr(PicWishClient, "download_result", full_then_fine)
+        row = harness.drop("full.png", png_bytes(14))
+        await harness.run(finished(1), rows=[row])
+        final = harness.journal.get(row.id)
+        assert final.state is FileState.DONE and (harness.settings.outbox / "full.txt").exists()
+        assert list(harness.settings.quarantine.iterdir()) == []
+        assert emulator.stats()["creates"] == 1
+
     async def test_a_task_that_never_finishes_times_out_into_quarantine(
         self, tmp_path: Path, emulator: Emulator
     ) -> None:
