@@ -286,6 +286,21 @@ def log_time(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
+def code_version() -> str:
+    """Which ocr_watch the daemon ran: the git commit of ROOT and whether ocr_watch/ was edited."""
+    snapshot = ROOT / "SNAPSHOT"
+    if snapshot.exists():
+        return snapshot.read_text().strip()
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ocr_watch"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return f"{ROOT} (no git)"
+    return f"{ROOT} at {head or '?'}" + (" with uncommitted changes in ocr_watch/" if dirty else "")
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -318,6 +333,7 @@ class Report:
         print()
         print(f"== {self.title} ==")
         print(f"command: {self.command}")
+        print(f"code: {code_version()}")
         print(f"wall time of the run: {time.monotonic() - self.started:.1f} s")
         for name, value, target, ok in self.rows:
             verdict = "" if ok is None else ("PASS" if ok else "MISS")
