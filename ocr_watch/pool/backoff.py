@@ -10,6 +10,6 @@ __all__ = ["backoff_delay"]
 
 def backoff_delay(attempt: int, initial_s: float, maximum_s: float, rng: random.Random | None = None) -> float:
     """Delay before retry number `attempt` (0-based): half fixed, half random ("equal jitter")."""
-    ceiling = min(maximum_s, initial_s * (2 ** min(attempt, 30)))
-    r = (rng or random).random()
+    ceiling = min(maximum_s, initial_s * (2.0 ** min(attempt, 30)))
+    r: float = rng.random() if rng else random.random()
     return ceiling / 2 + r * ceiling / 2

@@ -17,10 +17,8 @@ Rules that keep the users' three promises:
   (priority 1) so finished results are fetched first; the planner queries when a task is
   likely done instead of every second.
 
-Error classes decide the outcome: a permanent error or a failed task quarantines the file;
-an unreachable service or a rate limit is waited out and never counts against the file;
-a server error counts, and quarantines after `max_attempts`; an account error (bad key, no
-credits) pauses all new work and says so loudly, without touching any file.
+What an error means is decided in `policy.py`; how a source leaves the inbox, in
+`endings.py`. This module moves each file from step to step and writes the journal.
 """
 
 from __future__ import annotations
@@ -34,27 +32,16 @@ from typing import Any
 
 import structlog
 
-from ocr_watch.api import (
-    AccountError,
-    ApiError,
-    PermanentError,
-    PicWishClient,
-    ResultUnavailable,
-    ServiceUnreachable,
-    RateLimited,
-    Task,
-    describe_state,
-)
+from ocr_watch.api import ApiError, PicWishClient, Task, describe_state
 from ocr_watch.intake.filters import reject_reason
 from ocr_watch.intake.identity import sha256_file, stamp
 from ocr_watch.journal import FileState, Journal, Row
-from ocr_watch.results.archive import finish_source
 from ocr_watch.results.naming import output_candidates
-from ocr_watch.results.quarantine import FailureReport, quarantine_file
 
-from .backoff import backoff_delay
+from .endings import Endings
 from .planner import PollPlanner
 from .poller import Poller, Target
+from .policy import Action, ErrorPolicy, Verdict
 from .settings import PoolSettings
 
 __all__ = ["Pool"]
@@ -78,7 +65,9 @@ class Pool:
         self.client = client
         self.settings = settings
         self._wall = wall
-        self._rng = rng or random.Random()
+        self.policy = ErrorPolicy(max_attempts=settings.max_attempts, backoff_initial_s=settings.backoff_initial_s,
+                                  backoff_max_s=settings.backoff_max_s, rng=rng)
+        self.endings = Endings(settings, wall=wall)
         # A window onto the journal: past `queue_size`, rows wait on disk and are refilled in order.
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=settings.queue_size)
         self._backlog = False
@@ -90,8 +79,6 @@ class Pool:
         self._creating: dict[tuple[str, str], asyncio.Event] = {}
         self._account_ok = asyncio.Event()
         self._account_ok.set()
-        self._outage_attempt = 0
-        self._local_failures = 0
         self._jobs: set[asyncio.Task[Any]] = set()
         self._critical: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -229,7 +216,7 @@ class Pool:
             source = self._source(row)
             try:
                 current = await asyncio.to_thread(stamp, source)
-                digest = row.sha256 or await asyncio.to_thread(sha256_file, source)
+                digest = row.sha256 if row.sha256 else await asyncio.to_thread(sha256_file, source)
             except FileNotFoundError:
                 await self._quarantine(row, "intake", "the file disappeared from the inbox before it was uploaded")
                 return
@@ -260,9 +247,10 @@ class Pool:
             await self._quarantine(self.journal.get(row_id), "internal", f"ocr-watch failed: {exc!r}")
 
     async def _share_or_reuse(self, row: Row) -> bool:
-        assert row.sha256 is not None
+        sha = row.sha256
+        assert sha is not None
         key = self.settings.options_key
-        twin = self.journal.shareable_task(row.sha256, key, exclude_id=row.id)
+        twin = self.journal.shareable_task(sha, key, exclude_id=row.id)
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
             row = self.journal.update(
@@ -276,7 +264,7 @@ class Pool:
                 self.poller.track(row.task_id, row.task_created_at or self._wall())
             return True
         earlier = self.journal.reusable_result(
-            row.sha256, key, not_before=self._wall() - self.settings.result_reuse_s
+            sha, key, not_before=self._wall() - self.settings.result_reuse_s
         )
         if earlier is not None and earlier.result_url:
             log.info("result_reused", file=row.rel, task_id=earlier.task_id, with_file=earlier.rel)
@@ -311,7 +299,7 @@ class Pool:
                         row.id, FileState.POLLING, task_id=task_id, task_created_at=created
                     )
                     self.counts["created"] += 1
-                    self._outage_over()
+                    self._service_answered()
                     bound.info("task_created", task_id=task_id, size=row.size,
                                upload_s=round(time.monotonic() - started, 3))
                     self.poller.track(task_id, created)
@@ -341,7 +329,7 @@ class Pool:
                         task_state=task.state,
                     )
             return
-        self._outage_over()
+        self._service_answered()
         if task.is_failed:
             for row in rows:
                 reason = f"the OCR service failed the task: {describe_state(task.state)}"
@@ -364,32 +352,17 @@ class Pool:
 
     async def _on_poll_error(self, target: Target, exc: ApiError) -> float | None:
         """Decide what a failed query means; returns seconds until the next query, or None."""
+        verdict = self.policy.judge(exc, stage="poll", attempts=target.errors, task_id=target.task_id)
         rows = self.journal.rows_for_task(target.task_id)
-        if isinstance(exc, ResultUnavailable | PermanentError):
+        if verdict.action is Action.QUARANTINE:
             self.poller.forget(target.task_id)
             for row in rows:
-                await self._quarantine(row, "poll", f"task {target.task_id}: {exc.message}",
-                                       http_status=exc.status_code)
+                await self._quarantine(row, "poll", verdict.reason, http_status=exc.status_code)
             return None
-        if isinstance(exc, AccountError):
-            self._account_blocked(exc)
-            return self.settings.poll_min_interval_s
-        if isinstance(exc, ServiceUnreachable | RateLimited):
-            return self._outage_delay(exc, "poll")
         for row in rows:
             self.journal.record_error(row.id, stage="poll", message=exc.message,
                                       http_status=exc.status_code, count_attempt=False)
-        if target.errors >= self.settings.max_attempts:
-            self.poller.forget(target.task_id)
-            for row in rows:
-                await self._quarantine(
-                    row, "poll",
-                    f"the service failed {target.errors} queries in a row for task {target.task_id}: {exc.message}",
-                    http_status=exc.status_code,
-                )
-            return None
-        return backoff_delay(target.errors - 1, self.settings.backoff_initial_s,
-                             self.settings.backoff_max_s, self._rng)
+        return self._act(verdict, exc, "poll", rows[0].rel if rows else None)
 
     async def _download(self, row: Row) -> None:
         bound = log.bind(file=row.rel, task_id=row.task_id)
@@ -416,14 +389,12 @@ class Pool:
                     # hour, so wait for space or permission instead of quarantining the source.
                     self.journal.record_error(row.id, stage="output", message=f"cannot write {dest}: {exc}",
                                               count_attempt=False)
-                    delay = backoff_delay(self._local_failures, self.settings.backoff_initial_s,
-                                          min(self.settings.backoff_max_s, 60.0), self._rng)
-                    self._local_failures += 1
+                    delay = self.policy.local_failure_delay()
                     bound.error("output_write_failed", output=row.output_rel, error=str(exc),
                                 retry_in_s=round(delay, 2))
                     await asyncio.sleep(delay)
                     continue
-                self._local_failures = 0
+                self.policy.local_failures = 0
                 bound.info("result_downloaded", output=row.output_rel, bytes=size,
                            download_s=round(time.monotonic() - started, 3))
                 break
@@ -450,42 +421,7 @@ class Pool:
 
     async def _finish(self, row: Row) -> None:
         """The output is complete: now, and only now, the source may leave the inbox."""
-        source = self._source(row)
-        final: Path | None = None
-        note: str | None = None
-        try:
-            current = await asyncio.to_thread(stamp, source)
-        except FileNotFoundError:
-            current = None
-        if current is None:
-            note = "source no longer in the inbox when finishing (already moved by an earlier run, or removed)"
-        elif (current.size, current.mtime_ns, current.inode) != row.stamp:
-            note = "source was changed after upload; left in the inbox to be processed as a new file"
-        else:
-            job = asyncio.ensure_future(asyncio.to_thread(
-                finish_source, source, PurePosixPath(row.rel), self.settings.on_success,
-                self.settings.archive,
-            ))
-            try:
-                final = await asyncio.shield(job)
-            except asyncio.CancelledError:
-                # Stopping while the move runs in its thread: let it end, record it, then stop.
-                final, note = await self._settle_move(job)
-                self._mark_done(row, final, note)
-                raise
-            except OSError as exc:
-                note = f"output written, but the source could not be moved ({self.settings.on_success}): {exc}"
-                log.error("finish_source_failed", file=row.rel, error=str(exc))
-        self._mark_done(row, final, note)
-
-    @staticmethod
-    async def _settle_move(job: asyncio.Future[Path | None]) -> tuple[Path | None, str | None]:
-        try:
-            return await job, None
-        except OSError as exc:
-            return None, f"output written, but the source could not be moved: {exc}"
-
-    def _mark_done(self, row: Row, final: Path | None, note: str | None) -> None:
+        final, note = await self.endings.finish(row)
         row = self.journal.update(row.id, FileState.DONE, final_path=str(final) if final else None,
                                   last_error=note)
         self.counts["done"] += 1
@@ -498,51 +434,33 @@ class Pool:
 
     async def _after_error(self, row: Row, exc: ApiError, stage: str) -> float | None:
         """Sort an API error: returns seconds to wait before retrying, or None if quarantined."""
-        if isinstance(exc, PermanentError | ResultUnavailable):
-            reason = exc.message
-            if isinstance(exc, ResultUnavailable) and stage == "download":
-                reason = (f"{exc.message}; task {row.task_id} was finished (and paid for) but its result "
-                          "could not be fetched in time. Move the file back into the inbox to run it again.")
-            await self._quarantine(row, stage, reason, http_status=exc.status_code, task_state=exc.task_state)
+        verdict = self.policy.judge(exc, stage=stage, attempts=row.attempts + 1, task_id=row.task_id)
+        row = self.journal.record_error(row.id, stage=stage, message=exc.message, http_status=exc.status_code,
+                                        task_state=exc.task_state, count_attempt=verdict.counts)
+        if verdict.action is Action.QUARANTINE:
+            await self._quarantine(row, stage, verdict.reason, http_status=exc.status_code,
+                                   task_state=exc.task_state)
             return None
-        if isinstance(exc, AccountError):
-            self.journal.record_error(row.id, stage=stage, message=exc.message,
-                                      http_status=exc.status_code, count_attempt=False)
+        return self._act(verdict, exc, stage, row.rel)
+
+    def _act(self, verdict: Verdict, exc: ApiError, stage: str, rel: str | None) -> float:
+        """Carry out a verdict that keeps the file: pause, wait out, or retry later."""
+        if verdict.action is Action.PAUSE_ACCOUNT:
             self._account_blocked(exc)
             return 0.0
-        if isinstance(exc, ServiceUnreachable | RateLimited):
-            self.journal.record_error(row.id, stage=stage, message=exc.message,
-                                      http_status=exc.status_code, count_attempt=False)
-            return self._outage_delay(exc, stage)
-        row = self.journal.record_error(row.id, stage=stage, message=exc.message,
-                                        http_status=exc.status_code, task_state=exc.task_state)
-        if row.attempts >= self.settings.max_attempts:
-            await self._quarantine(
-                row, stage, f"the service failed {row.attempts} times; last: {exc.message}",
-                http_status=exc.status_code,
-            )
-            return None
-        delay = backoff_delay(row.attempts - 1, self.settings.backoff_initial_s,
-                              self.settings.backoff_max_s, self._rng)
-        log.warning("retrying", file=row.rel, stage=stage, attempt=row.attempts, error=exc.message,
-                    http_status=exc.status_code, retry_in_s=round(delay, 2))
-        return delay
+        if verdict.action is Action.WAIT_OUT:
+            if self.policy.outage_failures in (1, 10) or self.policy.outage_failures % 50 == 0:
+                log.warning("service_unreachable", stage=stage, error=exc.message,
+                            retry_in_s=round(verdict.delay_s, 2))
+            return float(verdict.delay_s)
+        log.warning("retrying", file=rel, stage=stage, error=exc.message, http_status=exc.status_code,
+                    retry_in_s=round(verdict.delay_s, 2))
+        return float(verdict.delay_s)
 
-    def _outage_delay(self, exc: ApiError, stage: str) -> float:
-        retry_after = getattr(exc, "retry_after", None)
-        delay = backoff_delay(self._outage_attempt, self.settings.backoff_initial_s,
-                              min(self.settings.backoff_max_s, 60.0), self._rng)
-        if retry_after:
-            delay = max(delay, retry_after)
-        if self._outage_attempt == 0 or self._outage_attempt % 10 == 0:
-            log.warning("service_unreachable", stage=stage, error=exc.message, retry_in_s=round(delay, 2))
-        self._outage_attempt += 1
-        return delay
-
-    def _outage_over(self) -> None:
-        if self._outage_attempt:
-            log.info("service_reachable_again", after_failures=self._outage_attempt)
-            self._outage_attempt = 0
+    def _service_answered(self) -> None:
+        failures = self.policy.outage_over()
+        if failures:
+            log.info("service_reachable_again", after_failures=failures)
 
     def _account_blocked(self, exc: ApiError) -> None:
         """Stop all calls until a probe succeeds: every file would fail the same way."""
@@ -571,29 +489,7 @@ class Pool:
         await self._move_to_quarantine(row)
 
     async def _move_to_quarantine(self, row: Row, *, resumed: bool = False) -> None:
-        """Write the report, then move the source beside it (in that order: see quarantine.py).
-
-        On resume, a source already gone from the inbox means the move happened before the
-        crash (the report was written first), so there is nothing left to do but note it.
-        """
-        source = self._source(row)
-        try:
-            current = await asyncio.to_thread(stamp, source)
-        except FileNotFoundError:
-            current = None
-        if current is not None and (current.size, current.mtime_ns, current.inode) != row.stamp:
-            current = None  # another file now has this name; ours is gone
-        dest: Path | None = None
-        if current is not None or not resumed:
-            report = FailureReport(
-                source=row.rel, reason=row.last_error or "unknown", stage=row.last_stage or "unknown",
-                attempts=row.attempts, task_id=row.task_id, last_http_status=row.last_http_status,
-                last_task_state=row.last_task_state, first_seen=row.first_seen, failed_at=self._wall(),
-                sha256=row.sha256, size=row.size, detail={},
-            )
-            job = asyncio.ensure_future(asyncio.to_thread(
-                quarantine_file, source, PurePosixPath(row.rel), self.settings.quarantine, report))
-            dest = await asyncio.shield(job)
+        dest = await self.endings.quarantine(row, resumed=resumed)
         row = self.journal.update(row.id, FileState.QUARANTINED, final_path=str(dest) if dest else None)
         self.counts["quarantined"] += 1
         self._release(row.id)

@@ -1,0 +1,94 @@
+"""The last step of every file: its source leaves the inbox, to archive or to quarantine.
+
+Both moves run in a thread (a slow disk must not stall the loop) under `shield`, so that
+stopping the daemon never leaves a move half-noted. Both check the source's stamp first:
+a file that is gone, or that is now another file under the same name, was moved by an
+earlier run that died before noting it (or by a person), and is not touched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+import structlog
+
+from ocr_watch.intake.identity import stamp
+from ocr_watch.journal import Row
+from ocr_watch.results.archive import finish_source
+from ocr_watch.results.quarantine import FailureReport, quarantine_file
+
+from .settings import PoolSettings
+
+__all__ = ["Endings"]
+
+_T = TypeVar("_T")
+
+log = structlog.get_logger("ocr_watch.pool")
+
+
+async def _in_thread_shielded(job: asyncio.Future[_T]) -> _T:
+    """Await a thread's result; if cancelled meanwhile, still wait for it, then re-raise."""
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.wait([job])
+        raise
+
+
+class Endings:
+    """Moves sources after success or failure; the pool notes the outcome in the journal."""
+
+    def __init__(self, settings: PoolSettings, *, wall: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._wall = wall
+
+    def _source(self, row: Row) -> Path:
+        return self.settings.inbox / row.rel
+
+    async def _still_there(self, row: Row) -> bool:
+        try:
+            current = await asyncio.to_thread(stamp, self._source(row))
+        except FileNotFoundError:
+            return False
+        return (current.size, current.mtime_ns, current.inode) == row.stamp
+
+    async def finish(self, row: Row) -> tuple[Path | None, str | None]:
+        """After the output is complete: archive, delete or keep the source.
+
+        Returns where the source went (None for delete, keep, or nothing to move) and a note
+        for the journal when something was unusual.
+        """
+        source = self._source(row)
+        if not await self._still_there(row):
+            if source.exists():
+                return None, "source was changed after upload; left in the inbox to be processed as a new file"
+            return None, "source no longer in the inbox when finishing (moved by an earlier run, or removed)"
+        job = asyncio.ensure_future(asyncio.to_thread(
+            finish_source, source, PurePosixPath(row.rel), self.settings.on_success, self.settings.archive))
+        try:
+            return await _in_thread_shielded(job), None
+        except OSError as exc:
+            log.error("finish_source_failed", file=row.rel, error=str(exc))
+            return None, f"output written, but the source could not be moved ({self.settings.on_success}): {exc}"
+
+    async def quarantine(self, row: Row, *, resumed: bool) -> Path | None:
+        """Write the report, then move the source beside it (in that order: see quarantine.py).
+
+        On resume, a source already gone from the inbox was moved before the crash (the report
+        is written first), so there is nothing left to do.
+        """
+        if resumed and not await self._still_there(row):
+            return None
+        report = FailureReport(
+            source=row.rel, reason=row.last_error or "unknown", stage=row.last_stage or "unknown",
+            attempts=row.attempts, task_id=row.task_id, last_http_status=row.last_http_status,
+            last_task_state=row.last_task_state, first_seen=row.first_seen, failed_at=self._wall(),
+            sha256=row.sha256, size=row.size, detail={},
+        )
+        job = asyncio.ensure_future(asyncio.to_thread(
+            quarantine_file, self._source(row), PurePosixPath(row.rel), self.settings.quarantine, report))
+        return await _in_thread_shielded(job)

@@ -1,0 +1,101 @@
+"""What an API error means for a file: the one place errors become outcomes.
+
+    PermanentError        quarantine: the file can never succeed as sent
+    ResultUnavailable     quarantine: the task or its result is gone (an expired link says
+                          the credit is spent and how to run it again)
+    AccountError          pause all work: every file would fail the same way
+    ServiceUnreachable,   wait it out: an outage or the rate limit is nobody's file's fault,
+    RateLimited           so it never counts against one
+    ServerError (other)   retry with backoff, counted; quarantine after `max_attempts`
+
+Pure apart from the outage counter, so the rules are tested without a server.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+from ocr_watch.api import (
+    AccountError,
+    ApiError,
+    PermanentError,
+    RateLimited,
+    ResultUnavailable,
+    ServiceUnreachable,
+)
+
+from .backoff import backoff_delay
+
+__all__ = ["Action", "ErrorPolicy", "Verdict"]
+
+OUTAGE_BACKOFF_MAX_S = 60.0
+
+
+class Action(enum.Enum):
+    QUARANTINE = "quarantine"
+    RETRY = "retry"
+    WAIT_OUT = "wait_out"
+    PAUSE_ACCOUNT = "pause_account"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str = ""
+    delay_s: float = 0.0
+    counts: bool = False  # whether this failure counts against the file's attempts
+
+
+class ErrorPolicy:
+    """Sorts errors; remembers how long the service has been unreachable, for the backoff."""
+
+    def __init__(self, *, max_attempts: int, backoff_initial_s: float, backoff_max_s: float,
+                 rng: random.Random | None = None) -> None:
+        self.max_attempts = max_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._rng = rng or random.Random()
+        self.outage_failures = 0
+        self.local_failures = 0
+
+    def judge(self, exc: ApiError, *, stage: str, attempts: int, task_id: str | None) -> Verdict:
+        """`attempts` counts this failure too when it is a counted kind (see `Verdict.counts`)."""
+        if isinstance(exc, ResultUnavailable):
+            if stage == "download":
+                reason = (f"{exc.message}; task {task_id} was finished (and paid for) but its result could "
+                          "not be fetched in time. Move the file back into the inbox to run it again.")
+            else:
+                reason = f"task {task_id}: {exc.message}"
+            return Verdict(Action.QUARANTINE, reason)
+        if isinstance(exc, PermanentError):
+            return Verdict(Action.QUARANTINE, exc.message)
+        if isinstance(exc, AccountError):
+            return Verdict(Action.PAUSE_ACCOUNT, exc.message)
+        if isinstance(exc, ServiceUnreachable | RateLimited):
+            return Verdict(Action.WAIT_OUT, exc.message, self.outage_delay(getattr(exc, "retry_after", None)))
+        if attempts >= self.max_attempts:
+            what = "queries of task " + str(task_id) if stage == "poll" else "times"
+            return Verdict(Action.QUARANTINE, f"the service failed {attempts} {what}; last: {exc.message}",
+                           counts=True)
+        delay = backoff_delay(attempts - 1, self.backoff_initial_s, self.backoff_max_s, self._rng)
+        return Verdict(Action.RETRY, exc.message, delay, counts=True)
+
+    def outage_delay(self, retry_after: float | None = None) -> float:
+        delay = backoff_delay(self.outage_failures, self.backoff_initial_s,
+                              min(self.backoff_max_s, OUTAGE_BACKOFF_MAX_S), self._rng)
+        self.outage_failures += 1
+        return max(delay, retry_after or 0.0)
+
+    def outage_over(self) -> int:
+        """The service answered; returns how many failures the outage lasted (0 if none)."""
+        failures, self.outage_failures = self.outage_failures, 0
+        return failures
+
+    def local_failure_delay(self) -> float:
+        """Our own disk failed (full, permissions): wait for it, never blame the file."""
+        delay = backoff_delay(self.local_failures, self.backoff_initial_s,
+                              min(self.backoff_max_s, OUTAGE_BACKOFF_MAX_S), self._rng)
+        self.local_failures += 1
+        return delay
