@@ -97,8 +97,10 @@ async def serve(
     admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
                           settle_s=config.watch.settle_seconds, activity=activity)
     pool.on_change = activity.set
-    watcher = InboxWatcher(config.folders.inbox,
-                           lambda rel, why: loop.call_soon_threadsafe(admission.report, rel, why),
+    def report_from_watcher(rel: str, why: str) -> None:  # runs on the observer thread
+        loop.call_soon_threadsafe(admission.report, rel, why)
+
+    watcher = InboxWatcher(config.folders.inbox, report_from_watcher,
                            mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds)
     outcome = Outcome()
 
