@@ -97,6 +97,7 @@ class Admission:
                 if self.inbox / rel in self._tracker:
                     continue
                 self.report(rel, "scan")
+            log.debug("scanned", folder=below or ".", files=len(found))
         finally:
             self._scans -= 1
             self._activity.set()
