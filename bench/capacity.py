@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,8 @@ def main() -> int:
     parser.add_argument("--rps", type=float, default=10000.0, help="daemon api.requests_per_second")
     parser.add_argument("--log-level", default="info", help="daemon log_level")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile", help="also record the daemon with py-spy (collapsed stacks) into this file; "
+                                          "slows the daemon, so its figures are not the benchmark's")
     args = parser.parse_args()
 
     report = Report(f"Pipeline capacity: {args.files} small files, emulator instant and unlimited")
@@ -53,6 +57,12 @@ def main() -> int:
         try:
             daemon.wait_event("watching", timeout=30)
             time.sleep(0.5)
+            spy = None
+            if args.profile:
+                spy = subprocess.Popen(["py-spy", "record", "--pid", str(daemon.pid), "--rate", "250",
+                                        "--format", "raw", "--nonblocking", "-o", args.profile],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
             cpu0, emu_cpu0 = daemon.cpu_seconds(), proc_cpu_seconds(emu.proc.pid)
             t0 = time.monotonic()
             for path in staged:
@@ -63,6 +73,9 @@ def main() -> int:
             cpu = daemon.cpu_seconds() - cpu0
             emu_cpu = proc_cpu_seconds(emu.proc.pid) - emu_cpu0
             total_cpu = daemon.cpu_seconds()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
         finally:
             code = daemon.stop()
         daemon.poll_log()
@@ -85,6 +98,8 @@ def main() -> int:
     report.note(f"daemon config: api.requests_per_second={args.rps:g}, pool.max_in_flight={args.max_in_flight}, "
                 f"poll.interval_seconds={args.poll_interval:g}, watch.mode=native, log_level={config['log_level']}; "
                 "files are renamed in (ready at once, no settle wait)")
+    if args.profile:
+        report.note(f"profiled with py-spy into {args.profile}: the figures above include its overhead")
     report.print()
     return 1 if report.missed else 0
 
