@@ -12,6 +12,7 @@ redirect, and never appears in a message or ``repr``.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import mimetypes
 import os
@@ -173,7 +174,7 @@ class PicWishClient:
                 handle.close()
                 raise
 
-        body = await self._call("create", build, priority)
+        body, _ = await self._call("create", build, priority)
         data = body.get("data")
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
@@ -191,23 +192,26 @@ class PicWishClient:
         def build() -> httpx.Request:
             return self._http.build_request("GET", url, headers=self._key_header())
 
-        body = await self._call("query", build, priority)
+        body, sent_at = await self._call("query", build, priority)
         data = body.get("data")
         if not isinstance(data, dict):
             raise ServerError("the service answered a task query without task data", status_code=200)
         message = body.get("message")
-        return Task.from_data(data, task_id=task_id, message=message if isinstance(message, str) else "")
+        task = Task.from_data(data, task_id=task_id, message=message if isinstance(message, str) else "")
+        return dataclasses.replace(task, sent_at=sent_at)
 
     def _key_header(self) -> dict[str, str]:
         return {"X-API-KEY": self._api_key}
 
     async def _call(
         self, kind: _Kind, build: Callable[[], httpx.Request], priority: int
-    ) -> dict[str, Any]:
-        """Send one API request, absorbing 429s; return the parsed envelope of a 200."""
+    ) -> tuple[dict[str, Any], float]:
+        """Send one API request, absorbing 429s; return the parsed envelope of a 200 and
+        the wall time that request was sent (after the token-bucket wait)."""
         attempt = 0
         while True:
             await self.bucket.acquire(priority)
+            sent_at = time.time()
             self._calls[kind] += 1
             request: httpx.Request = build()
             try:
@@ -232,7 +236,7 @@ class PicWishClient:
             self.bucket.note_success()  # not throttled, even if it failed otherwise
             if status != 200:
                 self._raise_for_status(kind, status, body)
-            return body
+            return body, sent_at
 
     async def _send(self, kind: _Kind, request: httpx.Request) -> httpx.Response:
         """Send and read the whole (small) answer; map transport errors once, here."""

@@ -111,6 +111,8 @@ class Task:
     input_size: int | None = None
     output_size: int | None = None
     message: str = ""
+    # Wall time the query that produced this answer was sent (after any rate-limit wait).
+    sent_at: float | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def from_data(cls, data: object, *, task_id: str = "", message: str = "") -> Task:

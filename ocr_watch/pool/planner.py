@@ -5,8 +5,13 @@ second), and every second a finished result waits is latency. A fixed one-second
 the vendor samples do, spends about one query per second of processing. The planner spends
 about one or two per task instead:
 
-- The first query goes out when a task like this one has usually finished: a quantile of
-  the durations recently observed (until there are a few, the configured minimum interval).
+- The first query goes out when a task like this one has usually finished. After a few
+  tasks have been learnt, that delay is tracked from the first queries' outcomes (found done:
+  a little sooner next time; still running: a little later), settling where `first_quantile`
+  of first queries find the task done. A first query that finds a task done only bounds its
+  duration from above, so learning durations from them would ratchet the delay upwards.
+- Ages are taken when a query was *sent*: time spent waiting for a rate-limit token is not
+  processing time.
 - A query that finds the task unfinished reads `progress` and extrapolates when it will
   reach 100. Two readings give a rate, which is trusted. One reading is extrapolated as if
   progress had started at creation, but it says little (progress often starts late, so 1 %
@@ -24,6 +29,7 @@ planner that tasks are slow.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -50,6 +56,7 @@ class PollPlanner:
         margin_s: float = 0.15,
         history: int = 64,
         warmup: int = 3,
+        first_step: float = 0.05,
     ) -> None:
         self.min_interval_s = min_interval_s
         self.max_interval_s = max(max_interval_s, min_interval_s)
@@ -58,6 +65,10 @@ class PollPlanner:
         self.warmup = warmup
         self._durations: deque[float] = deque(maxlen=history)
         self._sorted: list[float] = []
+        # The first-poll delay, tracked so that `first_quantile` of first queries find the
+        # task done (Robbins-Monro on the first answers); None until warmed up.
+        self.first_step = first_step
+        self._first: float | None = None
 
     # -- learning ------------------------------------------------------------------------
 
@@ -75,6 +86,21 @@ class PollPlanner:
         bisect.insort(self._sorted, estimate)
         return estimate
 
+    def first_outcome(self, done: bool) -> None:
+        """The first query of a task found it done, or not: nudge the first-poll delay.
+
+        A task found done at its first query only says its duration is at most that age;
+        fed to the duration quantile as if it were the duration, that upper bound raised
+        the next first delay, hence the next upper bound: the delay ratcheted up without
+        limit. Tracking the delay from the done/pending outcomes has no such bias: it settles
+        where a fraction `first_quantile` of first queries find the task done.
+        """
+        if self._first is None:
+            if len(self._durations) < self.warmup:
+                return
+            self._first = self.first_delay()
+        self._first = self._clamp(self._first * math.exp(self.first_step * (self.first_quantile - float(done))))
+
     @property
     def learnt(self) -> int:
         return len(self._durations)
@@ -90,6 +116,8 @@ class PollPlanner:
 
     def first_delay(self) -> float:
         """Seconds from create to the first query."""
+        if self._first is not None:
+            return self._first
         if len(self._durations) < self.warmup:
             return self.min_interval_s
         guess = self._quantile(self.first_quantile)

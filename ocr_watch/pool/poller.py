@@ -138,7 +138,11 @@ class Poller:
                 self._schedule(target, retry_in)
             return
         target.errors = 0
-        age = self.age(target)
+        # The age when the query was sent: waiting for a token is not processing time.
+        sent = task.sent_at if task.sent_at is not None else self._wall()
+        age = max(0.0, sent - target.created_wall)
+        if target.queries == 1:
+            self.planner.first_outcome(not task.is_pending)
         if task.is_pending:
             reading = Reading(age, task.progress)
             delay = self.planner.next_delay(reading, target.last)

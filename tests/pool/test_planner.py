@@ -39,3 +39,15 @@ class TestPollPlanner:
         planner = PollPlanner(min_interval_s=1.0, max_interval_s=5.0, margin_s=0.0)
         assert planner.next_delay(Reading(10.0, 99), Reading(9.0, 98)) == 1.0
         assert planner.next_delay(Reading(100.0, 1), Reading(50.0, 0)) == 5.0
+
+    def test_the_first_delay_settles_where_the_target_share_of_first_queries_find_the_task_done(self) -> None:
+        """Durations uniform in 2.1..3.9 s: the 80 % point is 3.54 s, whatever the start."""
+        import random
+
+        rng = random.Random(7)
+        planner = PollPlanner(min_interval_s=0.5, first_quantile=0.8, max_interval_s=30.0)
+        for duration in (9.0, 9.0, 9.0):  # a bad start: three slow tasks
+            planner.record_done(duration, None)
+        for _ in range(3000):
+            planner.first_outcome(done=rng.uniform(2.1, 3.9) <= planner.first_delay())
+        assert 3.3 <= planner.first_delay() <= 3.8
