@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", help="also record the daemon with py-spy (collapsed stacks) into this file; "
                                           "slows the daemon, so its figures are not the benchmark's")
+    parser.add_argument("--idle", action="store_true", help="with --profile: sample waiting threads too (wall-clock)")
+    parser.add_argument("--keep-log", help="copy the daemon's log here")
     args = parser.parse_args()
 
     report = Report(f"Pipeline capacity: {args.files} small files, emulator instant and unlimited")
@@ -60,7 +63,8 @@ def main() -> int:
             spy = None
             if args.profile:
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(daemon.pid), "--rate", "250",
-                                        "--format", "raw", "--nonblocking", "-o", args.profile],
+                                        "--format", "raw", "--nonblocking", "-o", args.profile,
+                                        *(["--idle"] if args.idle else [])],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             cpu0, emu_cpu0 = daemon.cpu_seconds(), proc_cpu_seconds(emu.proc.pid)
@@ -79,6 +83,8 @@ def main() -> int:
         finally:
             code = daemon.stop()
         daemon.poll_log()
+        if args.keep_log:
+            shutil.copy(daemon.log_path, args.keep_log)
         stats = emu.stats()
     finally:
         emu.stop()
