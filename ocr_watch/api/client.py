@@ -22,7 +22,7 @@ import time
 import urllib.parse
 from collections import Counter
 from types import TracebackType
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import IO, Any, Literal, NoReturn
 
 import httpx
@@ -163,13 +163,15 @@ class PicWishClient:
             # Content-Length taken from fstat, and a retry starts from byte 0.
             handle = source.open("rb")
             try:
-                return self._http.build_request(
+                request = self._http.build_request(
                     "POST",
                     url,
                     data=options.form_fields(),
                     files={"image_file": (source.name, handle, mime)},
                     headers=self._key_header(),
                 )
+                request.stream = _Coalesced(request.stream)
+                return request
             except BaseException:
                 handle.close()
                 raise
@@ -388,6 +390,41 @@ def _has_request(exc: httpx.HTTPError) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+class _Coalesced(httpx.AsyncByteStream):
+    """httpx's multipart body, in writes of up to 64 KiB instead of one per part.
+
+    Measured: a small upload went out in 14 socket sends, each through anyio's cancel
+    scopes, which made create the costliest call of a file (1.9 ms of CPU). Joining the
+    small pieces makes it one send; memory stays bounded by the chunk size.
+    """
+
+    def __init__(self, inner: Any, chunk_bytes: int = 64 * 1024) -> None:
+        self._inner = inner
+        self._chunk_bytes = chunk_bytes
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pending: list[bytes] = []
+        size = 0
+        async for piece in self._inner:
+            pending.append(piece)
+            size += len(piece)
+            if size >= self._chunk_bytes:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
+
+    @property
+    def fields(self) -> Any:
+        """The inner stream's parts, so the upload's file handle can still be closed."""
+        return getattr(self._inner, "fields", ())
+
+    async def aclose(self) -> None:
+        close = getattr(self._inner, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _close_upload(request: httpx.Request) -> None:
