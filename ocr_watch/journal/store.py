@@ -11,6 +11,7 @@ the inbox, task ids are opaque strings.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -246,7 +247,10 @@ class Journal:
             sets["updated_at"] = now
             assignments = ", ".join(f"{k} = ?" for k in sets)
             self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*sets.values(), row_id))
-        return self.get(row_id)
+        # The single writer knows what it wrote: no second read.
+        if state is not None:
+            sets["state"] = state
+        return dataclasses.replace(current, **sets)
 
     def record_error(
         self,

@@ -62,18 +62,22 @@ class Endings:
         Returns where the source went (None for delete, keep, or nothing to move) and a note
         for the journal when something was unusual.
         """
-        source = self._source(row)
-        if not await self._still_there(row):
-            if source.exists():
-                return None, "source was changed after upload; left in the inbox to be processed as a new file"
-            return None, "source no longer in the inbox when finishing (moved by an earlier run, or removed)"
-        job = asyncio.ensure_future(asyncio.to_thread(
-            finish_source, source, PurePosixPath(row.rel), self.settings.on_success, self.settings.archive))
+        job = asyncio.ensure_future(asyncio.to_thread(self._finish_in_thread, row))
         try:
-            return await _in_thread_shielded(job), None
+            return await _in_thread_shielded(job)
         except OSError as exc:
             log.error("finish_source_failed", file=row.rel, error=str(exc))
             return None, f"output written, but the source could not be moved ({self.settings.on_success}): {exc}"
+
+    def _finish_in_thread(self, row: Row) -> tuple[Path | None, str | None]:
+        source = self._source(row)
+        try:
+            current = stamp(source)
+        except FileNotFoundError:
+            return None, "source no longer in the inbox when finishing (moved by an earlier run, or removed)"
+        if (current.size, current.mtime_ns, current.inode) != row.stamp:
+            return None, "source was changed after upload; left in the inbox to be processed as a new file"
+        return finish_source(source, PurePosixPath(row.rel), self.settings.on_success, self.settings.archive), None
 
     async def quarantine(self, row: Row, *, resumed: bool) -> Path | None:
         """Write the report, then move the source beside it (in that order: see quarantine.py).

@@ -24,6 +24,7 @@ What an error means is decided in `policy.py`; how a source leaves the inbox, in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ import structlog
 
 from ocr_watch.api import ApiError, PicWishClient, Task, describe_state
 from ocr_watch.intake.filters import reject_reason
-from ocr_watch.intake.identity import sha256_file, stamp
+from ocr_watch.intake.identity import FileStamp, sha256_file, stamp
 from ocr_watch.journal import FileState, Journal, Row
 from ocr_watch.results.naming import output_candidates
 
@@ -45,6 +46,12 @@ from .policy import Action, ErrorPolicy, Verdict
 from .settings import PoolSettings
 
 __all__ = ["Pool"]
+
+
+def _stamp_and_hash(source: Path, known: str | None) -> tuple[FileStamp, str]:
+    """One trip to a worker thread for both: the stamp first, so a rewrite shows."""
+    current = stamp(source)
+    return current, known or sha256_file(source)
 
 log = structlog.get_logger("ocr_watch.pool")
 
@@ -218,8 +225,7 @@ class Pool:
             row = self.journal.get(row_id)
             source = self._source(row)
             try:
-                current = await asyncio.to_thread(stamp, source)
-                digest = row.sha256 if row.sha256 else await asyncio.to_thread(sha256_file, source)
+                current, digest = await asyncio.to_thread(_stamp_and_hash, source, row.sha256)
             except FileNotFoundError:
                 await self._quarantine(row, "intake", "the file disappeared from the inbox before it was uploaded")
                 return
@@ -232,7 +238,7 @@ class Pool:
             if rejected:
                 await self._quarantine(row, "intake", rejected)
                 return
-            row = self.journal.update(row.id, sha256=digest)
+            row = dataclasses.replace(row, sha256=digest)  # written with the next transition
             content = (digest, self.settings.options_key)
             while (first := self._creating.get(content)) is not None:
                 await first.wait()  # same content is being uploaded: share its task, pay once
@@ -257,7 +263,7 @@ class Pool:
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
             row = self.journal.update(
-                row.id, FileState.POLLING, task_id=twin.task_id, task_created_at=twin.task_created_at
+                row.id, FileState.POLLING, task_id=twin.task_id, task_created_at=twin.task_created_at, sha256=sha
             )
             self.counts["shared"] += 1
             if twin.state is FileState.DOWNLOADING and twin.result_url:
@@ -273,7 +279,7 @@ class Pool:
             log.info("result_reused", file=row.rel, task_id=earlier.task_id, with_file=earlier.rel)
             self.counts["reused"] += 1
             row = self.journal.update(row.id, FileState.POLLING, task_id=earlier.task_id,
-                                      task_created_at=earlier.task_created_at)
+                                      task_created_at=earlier.task_created_at, sha256=sha)
             self._begin_download(row, earlier.result_url, earlier.result_url_at or self._wall())
             return True
         return False
@@ -284,7 +290,7 @@ class Pool:
         while True:
             await self._account_ok.wait()
             async with self._upload_gate:
-                row = self.journal.update(row.id, FileState.UPLOADING)
+                row = self.journal.update(row.id, FileState.UPLOADING, sha256=row.sha256)
                 started = time.monotonic()
                 try:
                     task_id = await self.client.create_task(source, self.settings.create_options, priority=1)
