@@ -5,9 +5,9 @@ arriving at the emulator (the emulator's request log `t`, wall clock of the same
     python bench/latency.py --files 5 --polling-files 5      # smoke
 
 One file at a time: write it straight into the inbox, close it, note the time; wait until the
-daemon has created its task and finished it, then wait a random 0.6-0.9 s more (so the
-daemon is idle, its token bucket full, and drops fall at random phases of the polling
-observer's period) before the next. Emulator: instant processing, no rate limit, own process.
+daemon has created its task and finished it, then wait a random 0.6-0.9 s more (native)
+or 0.6 s plus up to one polling period (polling), so the daemon is idle, its token bucket
+full, and drops fall at random phases of the polling observer's period before the next. Emulator: instant processing, no rate limit, own process.
 
 With `watch.mode: native` a close-after-write event makes a file ready at once. With
 `polling` there is no close event, so the figure is about poll_interval/2 + settle_seconds
@@ -47,7 +47,9 @@ def measure(mode: str, files: int, args: argparse.Namespace) -> dict[str, Any]:
                     f.write(png_bytes(i))
                 closed[name] = time.time()
                 daemon.wait_event("file_done", count=i + 1, timeout=60, interval=0.005)
-                time.sleep(rng.uniform(0.6, 0.9))
+                # Idle again, and a random phase over a whole polling period (a fixed-ish
+                # period close to the observer's would lock the drops to one phase).
+                time.sleep(rng.uniform(0.6, 0.6 + (args.poll_interval if mode == "polling" else 0.3)))
         finally:
             daemon.stop()
         created = {r["task_id"]: r["t"] for r in emu.requests() if r["host"] == "api" and r["method"] == "POST"}
@@ -64,7 +66,7 @@ def measure(mode: str, files: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=200, help="files dropped with watch.mode native")
+    parser.add_argument("--files", type=int, default=200, help="files dropped with watch.mode native (0 = skip)")
     parser.add_argument("--polling-files", type=int, default=200, help="files dropped with watch.mode polling (0 = skip)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="watch.poll_interval_seconds (polling mode)")
     parser.add_argument("--settle-seconds", type=float, default=0.5,
@@ -73,7 +75,7 @@ def main() -> int:
     args = parser.parse_args()
 
     report = Report("Drop-to-upload latency (file closed in the inbox -> create request at the emulator)")
-    runs = [("native", args.files)] + ([("polling", args.polling_files)] if args.polling_files else [])
+    runs = ([("native", args.files)] if args.files else []) + ([("polling", args.polling_files)] if args.polling_files else [])
     for mode, files in runs:
         r = measure(mode, files, args)
         p50, p99 = percentile(r["lat"], 50) * 1000, percentile(r["lat"], 99) * 1000
