@@ -86,6 +86,10 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+API_CONNECTIONS = 8
+RESULT_CONNECTIONS = 16
+
+
 class PicWishClient:
     """Async client for one API key; use as ``async with PicWishClient(...) as client``."""
 
@@ -107,10 +111,24 @@ class PicWishClient:
         self._max_rate_limit_retries = max_rate_limit_retries
         self.bucket = TokenBucket(requests_per_second, burst)
         # No default headers: the key is added per request, to API-host calls only.
+        # API calls are small and spaced by the bucket, so a few kept-alive connections
+        # serve them; a small pool is also cheap, since httpcore checks every pooled
+        # connection on each request (measured: the costliest part of a query with 64
+        # tasks in flight sharing one large pool).
         self._http = httpx.AsyncClient(
             timeout=timeout or DEFAULT_TIMEOUT,
             transport=transport,
             follow_redirects=False,
+            limits=httpx.Limits(max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS),
+        )
+        # Results come from another host and never carry the key. Their own client means
+        # no header of the API's can reach it, and a long download never holds a
+        # connection that an API call is waiting for.
+        self._results = httpx.AsyncClient(
+            timeout=timeout or DEFAULT_TIMEOUT,
+            transport=transport,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=RESULT_CONNECTIONS, max_keepalive_connections=RESULT_CONNECTIONS),
         )
         self._calls: Counter[str] = Counter()
         self._rate_limited = 0
@@ -133,6 +151,7 @@ class PicWishClient:
     async def aclose(self) -> None:
         """Close pooled connections."""
         await self._http.aclose()
+        await self._results.aclose()
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -347,14 +366,13 @@ class PicWishClient:
         return written
 
     async def _stream_to(self, url: str, out: IO[bytes]) -> int:
-        where = _safe_url(url)
         written = 0
         try:
             # Redirects are safe to follow here: no key is ever attached to this request.
-            async with self._http.stream("GET", url, follow_redirects=True) as response:
+            async with self._results.stream("GET", url) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    _raise_for_download_status(response.status_code, where)
+                    _raise_for_download_status(response.status_code, _safe_url(url))
                 async for chunk in response.aiter_bytes(_CHUNK_BYTES):
                     out.write(chunk)
                     written += len(chunk)
@@ -367,7 +385,7 @@ class PicWishClient:
             self._raise_transport("download", exc)
         if expected is not None and expected.isdigit() and int(expected) != received:
             raise ServerError(
-                f"the result download from {where} was cut short "
+                f"the result download from {_safe_url(url)} was cut short "
                 f"({received} of {expected} bytes)",
                 ambiguous=False,
             )
