@@ -14,8 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -130,16 +129,6 @@ class Journal:
         # leaves either no schema or all of it.
         self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;")
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     def close(self) -> None:
         self._db.close()
 
@@ -221,12 +210,11 @@ class Journal:
         """Record a file that is ready to be worked on; it starts queued."""
         now = self._clock()
         size, mtime_ns, inode = stamp
-        with self._transaction():
-            cur = self._db.execute(
-                "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (rel, size, mtime_ns, inode, options_key, now, now),
-            )
+        cur = self._db.execute(
+            "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+            (rel, size, mtime_ns, inode, options_key, now, now),
+        )
         assert cur.lastrowid is not None
         return self.get(cur.lastrowid)
 
@@ -236,17 +224,18 @@ class Journal:
         if unknown:
             raise TypeError(f"not journal columns: {sorted(unknown)}")
         now = self._clock()
-        with self._transaction():
-            current = self.get(row_id)
-            sets = dict(values)
-            if state is not None:
-                check_transition(current.state, state)
-                sets["state"] = state.value
-                if state in TERMINAL:
-                    sets.setdefault("finished_at", now)
-            sets["updated_at"] = now
-            assignments = ", ".join(f"{k} = ?" for k in sets)
-            self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*sets.values(), row_id))
+        current = self.get(row_id)
+        sets = dict(values)
+        if state is not None:
+            check_transition(current.state, state)
+            sets["state"] = state.value
+            if state in TERMINAL:
+                sets.setdefault("finished_at", now)
+        sets["updated_at"] = now
+        assignments = ", ".join(f"{k} = ?" for k in sets)
+        # One statement is one transaction (autocommit); the journal has a single writer, so
+        # nothing can move the row between the check above and this write.
+        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*sets.values(), row_id))
         # The single writer knows what it wrote: no second read.
         if state is not None:
             sets["state"] = state
@@ -264,12 +253,11 @@ class Journal:
     ) -> Row:
         """Note a failure without changing state: the last error is what a quarantine report shows."""
         now = self._clock()
-        with self._transaction():
-            self._db.execute(
-                "UPDATE files SET last_stage = ?, last_error = ?,"
-                " last_http_status = COALESCE(?, last_http_status),"
-                " last_task_state = COALESCE(?, last_task_state),"
-                " attempts = attempts + ?, updated_at = ? WHERE id = ?",
-                (stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id),
-            )
+        self._db.execute(
+            "UPDATE files SET last_stage = ?, last_error = ?,"
+            " last_http_status = COALESCE(?, last_http_status),"
+            " last_task_state = COALESCE(?, last_task_state),"
+            " attempts = attempts + ?, updated_at = ? WHERE id = ?",
+            (stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id),
+        )
         return self.get(row_id)
