@@ -68,3 +68,34 @@ class TestJournal:
         journal.update(ids[2], FileState.UPLOADING)
         assert journal.queued_after(ids[0], 10) == [ids[1], ids[3], ids[4]]
         assert journal.queued_after(ids[0], 1) == [ids[1]]
+
+
+class TestSchema:
+    def test_the_lookups_made_for_every_file_use_an_index(self, journal: Journal) -> None:
+        """Admission asks these for every file seen; a scan would grow with the history."""
+        plans = {
+            name: " ".join(row[3] for row in journal._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+            for name, sql, args in [
+                ("finished_with_stamp", "SELECT id FROM files WHERE rel = ? AND size = ? AND mtime_ns = ?"
+                 " AND inode = ? AND state IN ('done', 'quarantined') ORDER BY id DESC LIMIT 1", ("a", 1, 2, 3)),
+                ("live_for", "SELECT id FROM files WHERE rel = ? AND state NOT IN ('done', 'quarantined')", ("a",)),
+            ]
+        }
+        for name, plan in plans.items():
+            assert "USING INDEX files_rel" in plan or "USING INDEX files_live_rel" in plan, (name, plan)
+
+    def test_a_version_1_journal_is_upgraded_in_place_and_keeps_its_rows(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        from ocr_watch.journal.store import _SCHEMA_V1
+
+        path = tmp_path / "old.sqlite3"
+        db = sqlite3.connect(path, isolation_level=None)
+        db.executescript(f"BEGIN;{_SCHEMA_V1}PRAGMA user_version=1;COMMIT;")
+        db.execute("INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at)"
+                   " VALUES ('a.png', 1, 2, 3, 'k', 'polling', 0, 0)")
+        db.close()
+        journal = Journal(path)
+        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        (row,) = journal.live_rows()
+        assert (row.rel, row.state) == ("a.png", FileState.POLLING)
