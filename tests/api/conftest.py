@@ -72,3 +72,19 @@ async def poll_until_settled(client: PicWishClient, task_id: str, timeout_s: flo
 def poll_until_settled_fixture() -> Callable[[PicWishClient, str], Awaitable[Task]]:
     """The polling helper, as a fixture."""
     return poll_until_settled
+
+
+def error_of(with_client: RunWithClient, work: Callable[[PicWishClient], Awaitable[Any]],
+             cls: type[Exception], key: str = "emu-key", **kwargs: Any) -> Any:
+    """Run ``work``, return the error of class ``cls`` it raised, and check ``key`` is nowhere in it."""
+    caught: list[Exception] = []
+
+    async def guarded(client: PicWishClient) -> None:
+        with pytest.raises(cls) as info:
+            await work(client)
+        caught.append(info.value)
+
+    with_client(guarded, **kwargs)
+    exc = caught[0]
+    assert key not in str(exc) and key not in repr(exc)
+    return exc

@@ -21,24 +21,9 @@ from ocr_watch.api import (
     Task,
 )
 from ocr_watch.emulator import Emulator
+from tests.api.conftest import error_of
 
 Poll = Callable[[PicWishClient, str], Awaitable[Task]]
-
-
-def raises(with_client: Any, work: Callable[[PicWishClient], Awaitable[Any]], cls: type[ApiError],
-           key: str, **kwargs: Any) -> ApiError:
-    """Run ``work`` and return the error it raised, checking the key is nowhere in it."""
-    caught: list[ApiError] = []
-
-    async def guarded(client: PicWishClient) -> None:
-        with pytest.raises(cls) as info:
-            await work(client)
-        caught.append(info.value)
-
-    with_client(guarded, **kwargs)
-    exc = caught[0]
-    assert key not in str(exc) and key not in repr(exc)
-    return exc
 
 
 def statuses(emulator: Emulator, host: str = "api") -> list[Any]:
@@ -60,7 +45,7 @@ class TestBadRequest:
                               options: CreateOptions, reason: str) -> None:
         """Each validation rule answers 400: PermanentError with the service's reason; no task."""
         source = make_file()
-        exc = raises(with_client, lambda c: c.create_task(source, options), PermanentError, emu_key)
+        exc = error_of(with_client, lambda c: c.create_task(source, options), PermanentError, emu_key)
         assert exc.status_code == 400 and reason in str(exc)
         assert statuses(emulator) == [400]
         assert emulator.stats()["creates"] == 0
@@ -79,7 +64,7 @@ class TestAccount:
         """A refused key is an AccountError (stop work, do not quarantine); no task is made."""
         source = make_file()
         wrong = "wrong-key-7f3a"
-        exc = raises(with_client, lambda c: c.create_task(source, CreateOptions()), AccountError,
+        exc = error_of(with_client, lambda c: c.create_task(source, CreateOptions()), AccountError,
                      wrong, api_key=wrong)
         assert exc.status_code == 401
         (entry,) = emulator.requests()
@@ -109,7 +94,7 @@ class TestAccount:
 class TestNotFound:
     def test_404_unknown_task(self, emulator: Emulator, with_client: Any, emu_key: str) -> None:
         """Querying a task the service never had is ResultUnavailable (task forgotten)."""
-        exc = raises(with_client, lambda c: c.get_task("00000000-0000-4000-8000-000000000000"),
+        exc = error_of(with_client, lambda c: c.get_task("00000000-0000-4000-8000-000000000000"),
                      ResultUnavailable, emu_key)
         assert exc.status_code == 404
         assert statuses(emulator) == [404]
@@ -124,7 +109,7 @@ class TestNotFound:
             task_id = await client.create_task(source, CreateOptions())
             await poll_until_settled(client, task_id)
 
-        exc = raises(with_client, work, ResultUnavailable, emu_key)
+        exc = error_of(with_client, work, ResultUnavailable, emu_key)
         assert exc.status_code == 404
         assert statuses(emulator)[-1] == 404
         assert emulator.tasks()[0]["forgotten"]
@@ -133,7 +118,7 @@ class TestNotFound:
                                   emu_key: str) -> None:
         """A wrong base URL is a setup problem (AccountError), not a reason to quarantine files."""
         source = make_file()
-        exc = raises(with_client, lambda c: c.create_task(source, CreateOptions()), AccountError,
+        exc = error_of(with_client, lambda c: c.create_task(source, CreateOptions()), AccountError,
                      emu_key, base_url=emulator.base_url.rstrip("/") + "/v9")
         assert exc.status_code == 404
         assert emulator.stats()["creates"] == 0
@@ -145,7 +130,7 @@ class TestTooLarge:
         """The emulator answers 413 mid-upload and closes; the client still reads the 413."""
         emulator.update(max_upload_bytes=64 * 1024)
         source = make_file(size=4 * 1024 * 1024)
-        exc = raises(with_client, lambda c: c.create_task(source, CreateOptions()), PermanentError, emu_key)
+        exc = error_of(with_client, lambda c: c.create_task(source, CreateOptions()), PermanentError, emu_key)
         assert exc.status_code == 413 and "too large" in str(exc)
         assert statuses(emulator) == [413]
         assert emulator.stats()["creates"] == 0
@@ -190,7 +175,7 @@ class TestRateLimited:
                                                    emu_key: str) -> None:
         """With max_rate_limit_retries=2, a fourth 429 in a row never comes: RateLimited after 3."""
         emulator.add_fault("http_429", route="query", count=5)
-        exc = raises(with_client, lambda c: c.get_task("any"), RateLimited, emu_key,
+        exc = error_of(with_client, lambda c: c.get_task("any"), RateLimited, emu_key,
                      max_rate_limit_retries=2)
         assert exc.status_code == 429
         assert statuses(emulator) == [429, 429, 429]
@@ -227,7 +212,7 @@ class TestServerErrors:
                 return await client.create_task(source, CreateOptions())
             return await client.get_task("any")
 
-        exc = raises(with_client, work, ServerError, emu_key)
+        exc = error_of(with_client, work, ServerError, emu_key)
         assert isinstance(exc, ServerError) and exc.status_code == 500 and not exc.ambiguous
         assert statuses(emulator) == [500]
         assert emulator.stats()["creates"] == 0
@@ -237,7 +222,7 @@ class TestServerErrors:
         from ocr_watch.api import ServiceUnreachable
 
         source = make_file()
-        exc = raises(with_client, lambda c: c.create_task(source, CreateOptions()), ServiceUnreachable,
+        exc = error_of(with_client, lambda c: c.create_task(source, CreateOptions()), ServiceUnreachable,
                      emu_key, base_url="http://127.0.0.1:9", timeout=httpx.Timeout(2.0))
         assert isinstance(exc, ServiceUnreachable) and not exc.ambiguous
         assert isinstance(exc.__cause__, httpx.ConnectError)

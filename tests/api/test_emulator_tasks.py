@@ -21,21 +21,9 @@ from ocr_watch.api import (
     raise_for_task_state,
 )
 from ocr_watch.emulator import Emulator
+from tests.api.conftest import error_of
 
 Poll = Callable[[PicWishClient, str], Awaitable[Task]]
-
-
-def error_of(with_client: Any, work: Callable[[PicWishClient], Awaitable[Any]], cls: type[Exception],
-             **kwargs: Any) -> Any:
-    caught: list[Exception] = []
-
-    async def guarded(client: PicWishClient) -> None:
-        with pytest.raises(cls) as info:
-            await work(client)
-        caught.append(info.value)
-
-    with_client(guarded, **kwargs)
-    return caught[0]
 
 
 class TestStates:
