@@ -288,14 +288,25 @@ class Pool:
 
     async def _create(self, row: Row) -> None:
         source = self._source(row)
-        bound = log.bind(file=row.rel)
         while True:
             await self._account_ok.wait()
             async with self._upload_gate:
                 row = self.journal.update(row.id, FileState.UPLOADING, sha256=row.sha256)
                 started = time.monotonic()
+                # The upload is a job of its own that shutdown waits for: cancelling it half
+                # way could leave a task the service made and we never heard of (a credit).
+                upload = asyncio.ensure_future(
+                    self.client.create_task(source, self.settings.create_options, priority=1))
+                self._critical.add(upload)
+                upload.add_done_callback(self._critical.discard)
                 try:
-                    task_id = await self.client.create_task(source, self.settings.create_options, priority=1)
+                    task_id = await asyncio.shield(upload)
+                except asyncio.CancelledError:
+                    if upload.done() and not upload.cancelled() and upload.exception() is None:
+                        self._created(row, upload.result(), started)  # answered while we stopped
+                    else:
+                        upload.cancel()
+                    raise
                 except ApiError as exc:
                     row = self.journal.update(row.id, FileState.QUEUED)
                     error: ApiError = exc
@@ -304,22 +315,23 @@ class Pool:
                     await self._quarantine(row, "create", "the file disappeared from the inbox during upload")
                     return
                 else:
-                    # Committed before anything else can happen: a restart polls this task.
-                    created = self._wall()
-                    row = self.journal.update(
-                        row.id, FileState.POLLING, task_id=task_id, task_created_at=created
-                    )
-                    self.counts["created"] += 1
-                    self._service_answered()
-                    bound.info("task_created", task_id=task_id, size=row.size,
-                               upload_s=round(time.monotonic() - started, 3))
-                    self.poller.track(task_id, created)
+                    self._created(row, task_id, started)
                     return
             retry_in = await self._after_error(row, error, "create")
             if retry_in is None:
                 return
             row = self.journal.get(row.id)
             await asyncio.sleep(retry_in)
+
+    def _created(self, row: Row, task_id: str, started: float) -> None:
+        """Commit the task id before anything else can happen: a restart polls this task."""
+        created = self._wall()
+        row = self.journal.update(row.id, FileState.POLLING, task_id=task_id, task_created_at=created)
+        self.counts["created"] += 1
+        self._service_answered()
+        log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
+                 upload_s=round(time.monotonic() - started, 3))
+        self.poller.track(task_id, created)
 
     async def _query(self, task_id: str) -> Task:
         await self._account_ok.wait()

@@ -118,6 +118,23 @@ class TestLifecycle:
         assert '"event": "stopped"' in log_text
         assert EMU_KEY not in log_text
 
+    def test_sigterm_during_an_upload_lets_it_finish_so_the_restart_polls_instead_of_paying_again(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+    ) -> None:
+        emulator.add_fault("slow", route="create", delay_s=1.5)  # the task exists while we wait
+        daemon = daemon_factory(workspace.write_config()).start()
+        daemon.wait_event("watching")
+        data = png_bytes(4)
+        workspace.drop("mid.png", data)
+        wait_for(lambda: emulator.stats()["create_requests"] == 1, 20, what="upload under way")
+        assert daemon.terminate() == 0
+        assert [e["task_id"] for e in daemon.events() if e.get("event") == "task_created"], "create answered"
+        restarted = daemon_factory(workspace.config_path).start()
+        wait_for(lambda: (workspace.archive / "mid.png").exists(), 30, what="done after restart")
+        assert restarted.terminate() == 0
+        assert emulator.stats()["create_requests"] == 1
+        assert emulator.stats()["tasks_by_sha256"] == {sha256(data): 1}
+
     def test_files_present_at_start_are_processed(
         self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon]
     ) -> None:
