@@ -289,8 +289,10 @@ class Pool:
     async def _create(self, row: Row) -> None:
         source = self._source(row)
         while True:
-            await self._account_ok.wait()
             async with self._upload_gate:
+                # Checked inside the gate: after a refusal, the probe is one request, not one
+                # per file that was already waiting for the gate.
+                await self._account_ok.wait()
                 row = self.journal.update(row.id, FileState.UPLOADING, sha256=row.sha256)
                 started = time.monotonic()
                 # The upload is a job of its own that shutdown waits for: cancelling it half
