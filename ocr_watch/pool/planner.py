@@ -7,8 +7,11 @@ about one or two per task instead:
 
 - The first query goes out when a task like this one has usually finished. After a few
   tasks have been learnt, that delay is tracked from the first queries' outcomes (found done:
-  a little sooner next time; still running: a little later), settling where `first_quantile`
-  of first queries find the task done. A first query that finds a task done only bounds its
+  a little sooner next time; still running: a little later), settling where a target share
+  of first queries find the task done. The share depends on whether the quota is the
+  bottleneck: when other files are waiting to upload, every query is a file not uploaded,
+  so aim late (`first_quantile`, 80 %); when there is spare rate, a query costs nothing and
+  an early finisher should not wait, so aim at the median (`spare_quantile`). A first query that finds a task done only bounds its
   duration from above, so learning durations from them would ratchet the delay upwards.
 - Ages are taken when a query was *sent*: time spent waiting for a rate-limit token is not
   processing time.
@@ -52,7 +55,8 @@ class PollPlanner:
         *,
         min_interval_s: float = 1.0,
         max_interval_s: float = 30.0,
-        first_quantile: float = 0.6,
+        first_quantile: float = 0.8,
+        spare_quantile: float = 0.5,
         margin_s: float = 0.15,
         history: int = 64,
         warmup: int = 3,
@@ -61,14 +65,15 @@ class PollPlanner:
         self.min_interval_s = min_interval_s
         self.max_interval_s = max(max_interval_s, min_interval_s)
         self.first_quantile = first_quantile
+        self.spare_quantile = spare_quantile
         self.margin_s = margin_s
         self.warmup = warmup
         self._durations: deque[float] = deque(maxlen=history)
         self._sorted: list[float] = []
-        # The first-poll delay, tracked so that `first_quantile` of first queries find the
-        # task done (Robbins-Monro on the first answers); None until warmed up.
+        # The first-poll delay for a busy and for a spare quota, each tracked so that its
+        # share of first queries find the task done (Robbins-Monro); None until warmed up.
         self.first_step = first_step
-        self._first: float | None = None
+        self._first: dict[bool, float | None] = {True: None, False: None}
 
     # -- learning ------------------------------------------------------------------------
 
@@ -86,20 +91,22 @@ class PollPlanner:
         bisect.insort(self._sorted, estimate)
         return estimate
 
-    def first_outcome(self, done: bool) -> None:
-        """The first query of a task found it done, or not: nudge the first-poll delay.
+    def first_outcome(self, done: bool, *, busy: bool = True) -> None:
+        """The first query of a task found it done, or not: nudge that regime's first delay.
 
         A task found done at its first query only says its duration is at most that age;
         fed to the duration quantile as if it were the duration, that upper bound raised
         the next first delay, hence the next upper bound: the delay ratcheted up without
         limit. Tracking the delay from the done/pending outcomes has no such bias: it settles
-        where a fraction `first_quantile` of first queries find the task done.
+        where the regime's share of first queries find the task done.
         """
-        if self._first is None:
+        current = self._first[busy]
+        if current is None:
             if len(self._durations) < self.warmup:
                 return
-            self._first = self.first_delay()
-        self._first = self._clamp(self._first * math.exp(self.first_step * (self.first_quantile - float(done))))
+            current = self.first_delay(busy=busy)
+        share = self.first_quantile if busy else self.spare_quantile
+        self._first[busy] = self._clamp(current * math.exp(self.first_step * (share - float(done))))
 
     @property
     def learnt(self) -> int:
@@ -114,13 +121,16 @@ class PollPlanner:
 
     # -- planning ------------------------------------------------------------------------
 
-    def first_delay(self) -> float:
-        """Seconds from create to the first query."""
-        if self._first is not None:
-            return self._first
+    def first_delay(self, *, busy: bool = True) -> float:
+        """Seconds from create to the first query, for a busy or a spare quota."""
+        tracked = self._first[busy]
+        if tracked is None:
+            tracked = self._first[not busy]  # start from what the other regime learnt
+        if tracked is not None:
+            return tracked
         if len(self._durations) < self.warmup:
             return self.min_interval_s
-        guess = self._quantile(self.first_quantile)
+        guess = self._quantile(self.first_quantile if busy else self.spare_quantile)
         assert guess is not None
         return self._clamp(guess + self.margin_s)
 

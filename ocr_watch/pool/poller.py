@@ -38,6 +38,7 @@ class Target:
     last: Reading | None = None
     errors: int = 0
     queries: int = 0
+    busy: bool = True  # whether the first query was planned for a busy quota
     generation: int = field(default=0)
 
 
@@ -74,14 +75,17 @@ class Poller:
     def __len__(self) -> int:
         return len(self._targets)
 
-    def track(self, task_id: str, created_wall: float) -> None:
-        """Start polling a task (idempotent: a second file on the same task changes nothing)."""
+    def track(self, task_id: str, created_wall: float, *, busy: bool = True) -> None:
+        """Start polling a task (idempotent: a second file on the same task changes nothing).
+
+        `busy` says whether other files are waiting for the quota (see planner.py).
+        """
         if task_id in self._targets:
             return
-        target = Target(task_id, created_wall)
+        target = Target(task_id, created_wall, busy=busy)
         self._targets[task_id] = target
         age = max(0.0, self._wall() - created_wall)
-        self._schedule(target, max(0.0, self.planner.first_delay() - age))
+        self._schedule(target, max(0.0, self.planner.first_delay(busy=busy) - age))
 
     def forget(self, task_id: str) -> None:
         self._targets.pop(task_id, None)
@@ -142,7 +146,7 @@ class Poller:
         sent = task.sent_at if task.sent_at is not None else self._wall()
         age = max(0.0, sent - target.created_wall)
         if target.queries == 1:
-            self.planner.first_outcome(not task.is_pending)
+            self.planner.first_outcome(not task.is_pending, busy=target.busy)
         if task.is_pending:
             reading = Reading(age, task.progress)
             delay = self.planner.next_delay(reading, target.last)

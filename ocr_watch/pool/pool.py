@@ -84,6 +84,9 @@ class Pool:
         self._upload_gate = asyncio.Lock()
         # Content being created right now: a second copy waits for the first's task id.
         self._creating: dict[tuple[str, str], asyncio.Event] = {}
+        # Files between start and task id: more than the one being uploaded means the quota,
+        # not the pool, is the bottleneck, and queries should be spent sparingly.
+        self._waiting_to_create = 0
         self._account_ok = asyncio.Event()
         self._account_ok.set()
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -97,11 +100,6 @@ class Pool:
             PollPlanner(
                 min_interval_s=settings.poll_min_interval_s,
                 max_interval_s=settings.poll_max_interval_s,
-                # At the rate limit every extra query is a file not uploaded, and every
-                # early finisher waits for the first query: aim for 70 % of tasks found done
-                # by it (about 1.35 queries a task; at 10 s +-30 % processing the median
-                # result waits ~1.2 s instead of ~1.8 s at 80 %).
-                first_quantile=0.7,
             ),
             wall=wall,
         )
@@ -287,6 +285,13 @@ class Pool:
         return False
 
     async def _create(self, row: Row) -> None:
+        self._waiting_to_create += 1
+        try:
+            await self._create_until_done(row)
+        finally:
+            self._waiting_to_create -= 1
+
+    async def _create_until_done(self, row: Row) -> None:
         source = self._source(row)
         while True:
             async with self._upload_gate:
@@ -333,7 +338,7 @@ class Pool:
         self._service_answered()
         log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))
-        self.poller.track(task_id, created)
+        self.poller.track(task_id, created, busy=self._waiting_to_create > 1)
 
     async def _query(self, task_id: str) -> Task:
         await self._account_ok.wait()

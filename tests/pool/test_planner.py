@@ -51,3 +51,17 @@ class TestPollPlanner:
         for _ in range(3000):
             planner.first_outcome(done=rng.uniform(2.1, 3.9) <= planner.first_delay())
         assert 3.3 <= planner.first_delay() <= 3.8
+
+    def test_a_busy_quota_aims_late_and_a_spare_one_at_the_median(self) -> None:
+        """Same durations, two regimes: each tracker settles on its own share of tasks done."""
+        import random
+
+        rng = random.Random(3)
+        planner = PollPlanner(min_interval_s=0.5, first_quantile=0.8, spare_quantile=0.5)
+        for duration in (3.0, 3.0, 3.0):
+            planner.record_done(duration, None)
+        for _ in range(3000):
+            for busy in (True, False):
+                planner.first_outcome(done=rng.uniform(7.0, 13.0) <= planner.first_delay(busy=busy), busy=busy)
+        assert 11.3 <= planner.first_delay(busy=True) <= 12.3  # 80 % of 7..13 s is 11.8
+        assert 9.5 <= planner.first_delay(busy=False) <= 10.5  # the median is 10
