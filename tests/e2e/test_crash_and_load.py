@@ -65,6 +65,8 @@ def test_kill_9_at_random_moments_loses_nothing_and_pays_at_most_once_more_per_k
     per_content = emulator.stats()["tasks_by_sha256"]
     extra = sum(count - 1 for count in per_content.values())
     assert set(per_content) == {sha256(d) for d in sources.values()}
+    print(f"{kills} kills: {len(archived)} archived, {len(quarantined)} quarantined, "
+          f"{extra} extra uploads, {emulator.stats()['credits_spent']} credits for {len(archived)} outputs")
     assert extra <= kills, f"{extra} extra uploads for {kills} kills"
 
 
