@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import deque
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,9 @@ from .policy import Action, ErrorPolicy, Verdict
 from .settings import PoolSettings
 
 __all__ = ["Pool"]
+
+QUOTA_WINDOW_S = 10.0
+QUOTA_BUSY_SHARE = 0.9
 
 
 def _stamp_and_hash(source: Path, known: str | None) -> tuple[FileStamp, str]:
@@ -84,9 +88,9 @@ class Pool:
         self._upload_gate = asyncio.Lock()
         # Content being created right now: a second copy waits for the first's task id.
         self._creating: dict[tuple[str, str], asyncio.Event] = {}
-        # Files between start and task id: more than the one being uploaded means the quota,
-        # not the pool, is the bottleneck, and queries should be spent sparingly.
-        self._waiting_to_create = 0
+        # API calls of the last QUOTA_WINDOW_S: when they use most of the quota, the quota is
+        # the bottleneck and queries are spent sparingly (see planner.py).
+        self._recent_calls: deque[float] = deque()
         self._account_ok = asyncio.Event()
         self._account_ok.set()
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -284,14 +288,19 @@ class Pool:
             return True
         return False
 
-    async def _create(self, row: Row) -> None:
-        self._waiting_to_create += 1
-        try:
-            await self._create_until_done(row)
-        finally:
-            self._waiting_to_create -= 1
+    def _note_call(self) -> None:
+        now = time.monotonic()
+        self._recent_calls.append(now)
+        while self._recent_calls and self._recent_calls[0] < now - QUOTA_WINDOW_S:
+            self._recent_calls.popleft()
 
-    async def _create_until_done(self, row: Row) -> None:
+    def _quota_busy(self) -> bool:
+        """Whether recent calls used most of the quota (an instant count of waiters misleads:
+        tasks created in a burst finish in a burst, though the quota is mostly idle)."""
+        allowed = self.client.bucket.rate_per_s * QUOTA_WINDOW_S
+        return len(self._recent_calls) >= QUOTA_BUSY_SHARE * allowed
+
+    async def _create(self, row: Row) -> None:
         source = self._source(row)
         while True:
             async with self._upload_gate:
@@ -302,6 +311,7 @@ class Pool:
                 started = time.monotonic()
                 # The upload is a job of its own that shutdown waits for: cancelling it half
                 # way could leave a task the service made and we never heard of (a credit).
+                self._note_call()
                 upload = asyncio.ensure_future(
                     self.client.create_task(source, self.settings.create_options, priority=1))
                 self._critical.add(upload)
@@ -338,10 +348,11 @@ class Pool:
         self._service_answered()
         log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))
-        self.poller.track(task_id, created, busy=self._waiting_to_create > 1)
+        self.poller.track(task_id, created, busy=self._quota_busy())
 
     async def _query(self, task_id: str) -> Task:
         await self._account_ok.wait()
+        self._note_call()
         return await self.client.get_task(task_id, priority=0)
 
     async def _on_task(self, target: Target, task: Task) -> None:
