@@ -18,8 +18,10 @@ about one or two per task instead:
 - A query that finds the task unfinished reads `progress` and extrapolates when it will
   reach 100. Two readings give a rate, which is trusted. One reading is extrapolated as if
   progress had started at creation, but it says little (progress often starts late, so 1 %
-  early on would predict a hundred times the age): the wait it sets is capped at the task's
-  current age, so at worst the interval doubles. With no progress yet, it waits for the
+  early on would predict a hundred times the age): the wait it sets is scaled by a factor
+  tracked from how often such queries find the task done (95 % is the aim, so it learns how
+  late progress starts without being told), and capped at the task's current age, so at
+  worst the interval doubles. With no progress yet, it waits for the
   durations seen in tasks that outlived this age.
 - Never sooner than `min_interval_s` after the previous query of the same task, never later
   than `max_interval_s`.
@@ -56,7 +58,7 @@ class PollPlanner:
         min_interval_s: float = 1.0,
         max_interval_s: float = 30.0,
         first_quantile: float = 0.8,
-        spare_quantile: float = 0.5,
+        spare_quantile: float = 0.55,
         margin_s: float = 0.15,
         history: int = 64,
         warmup: int = 3,
@@ -74,6 +76,10 @@ class PollPlanner:
         # share of first queries find the task done (Robbins-Monro); None until warmed up.
         self.first_step = first_step
         self._first: dict[bool, float | None] = {True: None, False: None}
+        # The wait planned from a single reading, scaled so that `second_share` of such queries
+        # find the task done: it learns how late progress starts, without being told.
+        self.second_share = 0.95
+        self._second_scale = 1.0
 
     # -- learning ------------------------------------------------------------------------
 
@@ -144,8 +150,18 @@ class PollPlanner:
             done_at = self._quantile(0.5, above=now.age_s)
         if done_at is None:
             return self.min_interval_s
+        wait = (done_at - now.age_s) * (self._second_scale if self.one_reading(now, previous) else 1.0)
         cap = max(self.min_interval_s, now.age_s)
-        return self._clamp(min(done_at - now.age_s + self.margin_s, cap))
+        return self._clamp(min(wait + self.margin_s, cap))
+
+    def one_reading(self, now: Reading, previous: Reading | None) -> bool:
+        """Whether the next query is planned from this reading's progress alone."""
+        return self._from_rate(now, previous) is None and now.progress > 0
+
+    def one_reading_outcome(self, done: bool) -> None:
+        """A query planned from one reading found the task done, or not: rescale those waits."""
+        self._second_scale = min(2.0, max(0.05, self._second_scale * math.exp(
+            self.first_step * (self.second_share - float(done)))))
 
     @staticmethod
     def _from_rate(now: Reading, previous: Reading | None) -> float | None:

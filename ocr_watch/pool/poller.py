@@ -39,6 +39,7 @@ class Target:
     errors: int = 0
     queries: int = 0
     busy: bool = True  # whether the first query was planned for a busy quota
+    one_reading: bool = False  # whether the next query was planned from one progress reading
     generation: int = field(default=0)
 
 
@@ -147,9 +148,12 @@ class Poller:
         age = max(0.0, sent - target.created_wall)
         if target.queries == 1:
             self.planner.first_outcome(not task.is_pending, busy=target.busy)
+        elif target.one_reading:
+            self.planner.one_reading_outcome(not task.is_pending)
         if task.is_pending:
             reading = Reading(age, task.progress)
             delay = self.planner.next_delay(reading, target.last)
+            target.one_reading = self.planner.one_reading(reading, target.last)
             target.last = reading
             await self._on_task(target, task)
             if target.task_id in self._targets:

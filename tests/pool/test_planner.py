@@ -65,3 +65,15 @@ class TestPollPlanner:
                 planner.first_outcome(done=rng.uniform(7.0, 13.0) <= planner.first_delay(busy=busy), busy=busy)
         assert 11.3 <= planner.first_delay(busy=True) <= 12.3  # 80 % of 7..13 s is 11.8
         assert 9.5 <= planner.first_delay(busy=False) <= 10.5  # the median is 10
+
+    def test_waits_planned_from_one_reading_learn_how_late_progress_starts(self) -> None:
+        """Progress that starts at 25 % of the duration makes one reading overshoot; the scale learns it."""
+        planner = PollPlanner(min_interval_s=0.1, margin_s=0.0, max_interval_s=30.0)
+        naive = planner.next_delay(Reading(8.0, 70), None)  # 8 * 100 / 70 = 11.43 s: overshoots a 10 s task
+        for _ in range(400):
+            wait = planner.next_delay(Reading(8.0, 70), None)
+            planner.one_reading_outcome(done=8.0 + wait >= 10.0)
+        learnt = planner.next_delay(Reading(8.0, 70), None)
+        assert naive == pytest.approx(3.43, abs=0.01)
+        assert 2.0 <= learnt < 2.4  # just past the true 2 s, not 3.4 s
+        assert not planner.one_reading(Reading(9.0, 80), Reading(8.0, 70))  # two readings: a rate
