@@ -44,7 +44,6 @@ class Outcome:
     done: int = 0
     quarantined: int = 0
     in_flight: int = 0
-    queued: int = 0
     account_problem: str | None = None
 
     @property
@@ -109,7 +108,6 @@ async def serve(
         outcome.done = pool.counts["done"]
         outcome.quarantined = pool.counts["quarantined"]
         outcome.in_flight = pool.in_flight
-        outcome.queued = pool.queue.qsize()
         outcome.account_problem = pool.account_problem
         return outcome
 

@@ -50,16 +50,6 @@ class TokenBucketLimiter:
             self._buckets[key] = (tokens, now)
             return False
 
-    def seconds_until_token(self, key: str) -> float:
-        """How long until ``key`` would get a token (0 if one is available)."""
-        if self._rate <= 0:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            tokens, last = self._buckets.get(key, (self._burst, now))
-            tokens = min(self._burst, tokens + (now - last) * self._rate)
-            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
-
 
 def retry_after_header(seconds: float) -> str:
     """Format a Retry-After value: whole seconds, rounded up, at least 1."""
