@@ -127,7 +127,7 @@ class Admission:
         except OSError as exc:
             log.warning("stat_failed", file=rel, error=str(exc))
             return
-        key = (current.size, current.mtime_ns, current.inode)
+        key = current.key
         if self.journal.live_for(rel) is not None:
             return  # already being worked on
         if self.journal.finished_with_stamp(rel, key) is not None:

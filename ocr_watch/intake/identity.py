@@ -38,6 +38,11 @@ class FileStamp:
         """Build from an ``os.stat`` result."""
         return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, dev=st.st_dev)
 
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """(size, mtime_ns, inode): what the journal keeps to recognise this very file."""
+        return (self.size, self.mtime_ns, self.inode)
+
     def same_file(self, other: FileStamp) -> bool:
         """The same file on disk (inode and device), whether or not it changed."""
         return (self.inode, self.dev) == (other.inode, other.dev)

@@ -54,7 +54,7 @@ class Endings:
             current = await asyncio.to_thread(stamp, self._source(row))
         except FileNotFoundError:
             return False
-        return (current.size, current.mtime_ns, current.inode) == row.stamp
+        return current.key == row.stamp
 
     async def finish(self, row: Row) -> tuple[Path | None, str | None]:
         """After the output is complete: archive, delete or keep the source.
@@ -75,7 +75,7 @@ class Endings:
             current = stamp(source)
         except FileNotFoundError:
             return None, "source no longer in the inbox when finishing (moved by an earlier run, or removed)"
-        if (current.size, current.mtime_ns, current.inode) != row.stamp:
+        if current.key != row.stamp:
             return None, "source was changed after upload; left in the inbox to be processed as a new file"
         return finish_source(source, PurePosixPath(row.rel), self.settings.on_success, self.settings.archive), None
 

@@ -233,7 +233,7 @@ class Pool:
             except FileNotFoundError:
                 await self._quarantine(row, "intake", "the file disappeared from the inbox before it was uploaded")
                 return
-            if (current.size, current.mtime_ns, current.inode) != row.stamp:
+            if current.key != row.stamp:
                 # Rewritten since it was admitted: admit it again as what it is now.
                 row = self.journal.update(
                     row.id, size=current.size, mtime_ns=current.mtime_ns, inode=current.inode

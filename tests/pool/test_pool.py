@@ -45,8 +45,7 @@ class Harness:
         path = self.settings.inbox / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        st = stamp(path)
-        return self.journal.add(rel, (st.size, st.mtime_ns, st.inode), self.settings.options_key)
+        return self.journal.add(rel, stamp(path).key, self.settings.options_key)
 
     async def run(self, until: Callable[[Pool], bool], *, key: str = EMU_KEY, rows: list[Row] | None = None,
                   resume: list[Row] | None = None, timeout: float = 20.0) -> Pool:
