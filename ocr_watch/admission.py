@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -19,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import structlog
 
 from ocr_watch.intake.filters import ignore_reason
-from ocr_watch.intake.identity import stamp
+from ocr_watch.intake.identity import FileStamp, stamp
 from ocr_watch.intake.stability import SettleTracker
 from ocr_watch.journal import Journal
 from ocr_watch.watch import scan_files
@@ -72,15 +73,16 @@ class Admission:
         if ignore_reason(PurePosixPath(rel)) is not None:
             return
         try:
-            current = stamp(path)
+            st = os.stat(path)
         except FileNotFoundError:
             self._tracker.forget(path)
             return
         except OSError as exc:
             log.warning("stat_failed", file=rel, error=str(exc))
             return
-        if not os.path.isfile(path):
+        if not stat.S_ISREG(st.st_mode):
             return
+        current = FileStamp.from_stat(st)
         self._reported_at.setdefault(rel, self._mono())
         self._tracker.seen(path, current, self._mono(), closed=reason == "closed")
         self._wake.set()

@@ -208,9 +208,6 @@ class Journal:
         )
         return cur.fetchone() is not None
 
-    def counts(self) -> dict[str, int]:
-        return {state: n for state, n in self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state")}
-
     # -- writing -------------------------------------------------------------------------
 
     def add(self, rel: str, stamp: tuple[int, int, int], options_key: str) -> Row:

@@ -96,7 +96,7 @@ class Pool:
         self._jobs: set[asyncio.Task[Any]] = set()
         self._critical: set[asyncio.Task[Any]] = set()
         self._stopping = False
-        self.counts = {"done": 0, "quarantined": 0, "created": 0, "shared": 0, "reused": 0}
+        self.counts = {"done": 0, "quarantined": 0}
         self.poller = Poller(
             self._query,
             self._on_task,
@@ -269,7 +269,6 @@ class Pool:
             row = self.journal.update(
                 row.id, FileState.POLLING, task_id=twin.task_id, task_created_at=twin.task_created_at, sha256=sha
             )
-            self.counts["shared"] += 1
             if twin.state is FileState.DOWNLOADING and twin.result_url:
                 self._begin_download(row, twin.result_url, twin.result_url_at or self._wall())
             else:
@@ -281,7 +280,6 @@ class Pool:
         )
         if earlier is not None and earlier.result_url:
             log.info("result_reused", file=row.rel, task_id=earlier.task_id, with_file=earlier.rel)
-            self.counts["reused"] += 1
             row = self.journal.update(row.id, FileState.POLLING, task_id=earlier.task_id,
                                       task_created_at=earlier.task_created_at, sha256=sha)
             self._begin_download(row, earlier.result_url, earlier.result_url_at or self._wall())
@@ -344,7 +342,6 @@ class Pool:
         """Commit the task id before anything else can happen: a restart polls this task."""
         created = self._wall()
         row = self.journal.update(row.id, FileState.POLLING, task_id=task_id, task_created_at=created)
-        self.counts["created"] += 1
         self._service_answered()
         log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))
