@@ -29,6 +29,34 @@ class TestJournal:
         assert (done.task_id, done.output_rel, done.sha256) == ("t-1", "a/b.txt", "ab" * 32)
         assert done.finished_at is not None and journal.live_rows() == []
 
+    def test_what_the_writer_remembers_is_what_is_on_disk(self, journal: Journal) -> None:
+        # The journal keeps the live rows it wrote instead of reading them back; another
+        # connection reading the file must see exactly what each call returned.
+        disk = Journal(journal.path)
+
+        def on_disk(row_id: int) -> object:
+            return disk._select("id = ?", (row_id,))[0]
+
+        row = journal.add("a.png", STAMP, "k")
+        steps = [
+            lambda: journal.update(row.id, FileState.UPLOADING, sha256="cd" * 32),
+            lambda: journal.record_error(row.id, stage="upload", message="boom", http_status=503),
+            lambda: journal.update(row.id, FileState.QUEUED),
+            lambda: journal.update(row.id, FileState.UPLOADING),
+            lambda: journal.update(row.id, FileState.POLLING, task_id="t-9", task_created_at=1.0),
+            lambda: journal.record_error(row.id, stage="poll", message="late", count_attempt=False),
+            lambda: journal.get(row.id),
+            lambda: journal.update(row.id, FileState.DOWNLOADING, result_url="http://r/9", output_rel="a.txt"),
+        ]
+        for step in steps:
+            assert step() == on_disk(row.id)
+        assert journal.get(row.id).attempts == 1 and journal.get(row.id).last_error == "late"
+        with pytest.raises(IllegalTransition):
+            journal.update(row.id, FileState.QUEUED)
+        assert journal.get(row.id) == on_disk(row.id)
+        assert journal.update(row.id, FileState.QUARANTINING) == on_disk(row.id)
+        assert journal.update(row.id, FileState.QUARANTINED) == on_disk(row.id)
+
     def test_skipping_a_step_is_refused_and_changes_nothing(self, journal: Journal) -> None:
         row = journal.add("x.png", STAMP, "k")
         with pytest.raises(IllegalTransition):
