@@ -179,7 +179,7 @@ def main() -> int:
     parser.add_argument("--rps", type=float, default=2.0, help="limit at the emulator and in the daemon")
     parser.add_argument("--vendor-files", type=int, default=30)
     parser.add_argument("--naive-files", type=int, default=60)
-    parser.add_argument("--max-in-flight", type=int, default=8, help="daemon pool.max_in_flight, and the naive client's")
+    parser.add_argument("--max-in-flight", type=int, default=32, help="daemon pool.max_in_flight, and the naive client's")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="daemon poll.interval_seconds")
     parser.add_argument("--sequential", action="store_true", help="run the three workloads one after another")
     parser.add_argument("--timeout", type=float, default=3600.0)

@@ -320,7 +320,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     ocr = _read_ocr(r, r.section(raw, "ocr"))
 
     pool_raw = r.section(raw, "pool")
-    pool = (r.get(pool_raw, "pool.max_in_flight", 8, r.integer(1)),
+    pool = (r.get(pool_raw, "pool.max_in_flight", 32, r.integer(1)),
             r.get(pool_raw, "pool.queue_size", 10000, r.integer(1)))
     poll_raw = r.section(raw, "poll")
     poll = (r.get(poll_raw, "poll.interval_seconds", 1, r.number(0, inclusive=False)),

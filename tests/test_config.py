@@ -58,7 +58,7 @@ class TestDefaults:
         assert config.ocr.format == "txt"
         assert config.ocr.language == "ChinesePRC,English,Digits"
         assert config.ocr.password is None
-        assert (config.pool.max_in_flight, config.pool.queue_size) == (8, 10000)
+        assert (config.pool.max_in_flight, config.pool.queue_size) == (32, 10000)
         assert (config.poll.interval_seconds, config.poll.timeout_seconds) == (1, 120)
         assert config.watch.mode == "auto"
         assert config.watch.poll_interval_seconds == 1.0
@@ -440,7 +440,7 @@ class TestDescribe:
         """describe() is YAML with every default; with the key put back it loads to the same config."""
         config = load_config(write(tmp_path, MINIMAL), env={})
         text = describe(config)
-        assert "max_in_flight: 8" in text and "settle_seconds: 2.0" in text
+        assert "max_in_flight: 32" in text and "settle_seconds: 2.0" in text
         restored = text.replace("key: '***'", f"key: {KEY}")
         assert load_config(write(tmp_path, restored, "again.yaml"), env={}) == \
             Config(**{**config.__dict__, "path": (tmp_path / "again.yaml").resolve()})

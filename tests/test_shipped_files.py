@@ -19,7 +19,7 @@ def test_the_example_config_is_valid_and_says_every_default(tmp_path: Path) -> N
     config = load_config(ROOT / "config.example.yaml", env={"PICWISH_API_KEY": "example-key-123"})
     assert config.api.base_url == "https://techhk.aoscdn.com"
     assert config.api.requests_per_second == 2
-    assert config.pool.max_in_flight == 8 and config.poll.timeout_seconds == 120
+    assert config.pool.max_in_flight == 32 and config.poll.timeout_seconds == 120
 
 
 def test_the_systemd_unit_runs_the_run_command_and_does_not_restart_on_bad_config() -> None:

@@ -18,7 +18,7 @@ class PoolSettings:
     archive: Path
     on_success: str  # archive | delete | keep
     create_options: CreateOptions
-    max_in_flight: int = 8
+    max_in_flight: int = 32
     queue_size: int = 10_000  # row ids held in memory; the journal holds the rest
     poll_min_interval_s: float = 1.0
     poll_max_interval_s: float = 30.0

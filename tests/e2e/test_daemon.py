@@ -168,5 +168,5 @@ class TestConfig:
             capture_output=True, text=True, timeout=30,
         )
         assert result.returncode == 0, result.stderr
-        assert "max_in_flight: 8" in result.stdout
+        assert "max_in_flight: 32" in result.stdout
         assert EMU_KEY not in result.stdout + result.stderr
