@@ -58,3 +58,10 @@ def test_memory_smoke() -> None:
     out = run_bench("memory.py", "--size-mb", "10", "--waiting-files", "100")
     assert "peak RSS, 10 MiB upload" in out and "target <= 80 MiB" in out
     assert "peak RSS, 100 files waiting" in out and "target <= 150 MiB" in out
+
+
+@pytest.mark.timeout(120)
+def test_client_cpu_smoke() -> None:
+    out = run_bench("client_cpu.py", "--files", "40", "--warm", "10")
+    assert "client CPU per file" in out and "of which system" in out
+    assert "40 results written of 40" in out

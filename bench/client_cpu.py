@@ -1,0 +1,88 @@
+"""The HTTP floor under capacity.py: CPU per file of the API client alone, no daemon.
+
+    python bench/client_cpu.py                # 1,000 files, 64 at once
+    python bench/client_cpu.py --files 60     # smoke
+
+Each file is what the daemon asks of the service: one create (multipart upload), one query
+that finds it done, one result download (temp file, fsync, rename). Emulator instant and
+unlimited, in its own process, so only this process's CPU is counted. No journal, no
+watcher, no archive: what is left of capacity.py's CPU per file beyond this figure is the
+daemon's own work. The first --warm files (connections, imports) are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]  # measure this tree
+from _harness import KEY, EmulatorProc, Report, png_bytes  # noqa: E402
+
+from ocr_watch.api import CreateOptions, PicWishClient  # noqa: E402
+
+
+def cpu_seconds() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+async def run(base_url: str, sources: list[Path], out: Path, concurrency: int, warm: int) -> dict[str, float]:
+    async with PicWishClient(base_url, KEY, requests_per_second=100_000.0) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(source: Path) -> None:
+            async with gate:
+                task_id = await client.create_task(source, CreateOptions())
+                task = await client.get_task(task_id)
+                assert task.is_done and task.file_url is not None, task
+                await client.download_result(task.file_url, out / f"{source.stem}.txt")
+
+        await asyncio.gather(*(one(p) for p in sources[:warm]))
+        user0, sys0 = cpu_seconds()
+        t0 = time.monotonic()
+        await asyncio.gather(*(one(p) for p in sources[warm:]))
+        elapsed = time.monotonic() - t0
+        user1, sys1 = cpu_seconds()
+    counted = len(sources) - warm
+    return {"rate": counted / elapsed, "user_ms": 1000 * (user1 - user0) / counted,
+            "sys_ms": 1000 * (sys1 - sys0) / counted}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--warm", type=int, default=50, help="files run first and not counted")
+    parser.add_argument("--concurrency", type=int, default=64, help="files between create and download at once")
+    args = parser.parse_args()
+    warm = min(args.warm, args.files // 2)
+    report = Report(f"API client alone: create + query + download, {args.files - warm} files counted, "
+                    f"{args.concurrency} at once, emulator instant and unlimited")
+    with tempfile.TemporaryDirectory(prefix="ocr-bench-client-") as tmp, \
+            EmulatorProc(rps=0, processing_seconds=0) as emu:
+        sources = []
+        for i in range(args.files):
+            path = Path(tmp) / f"doc{i:05d}.png"
+            path.write_bytes(png_bytes(i))
+            sources.append(path)
+        out = Path(tmp) / "out"
+        out.mkdir()
+        figures = asyncio.run(run(emu.base_url, sources, out, args.concurrency, warm))
+        written = len(list(out.iterdir()))
+    report.figure("client CPU per file", figures["user_ms"] + figures["sys_ms"], "{:.2f}", "ms")
+    report.figure("  of which user", figures["user_ms"], "{:.2f}", "ms")
+    report.figure("  of which system", figures["sys_ms"], "{:.2f}", "ms")
+    report.figure("files per second (one process, one core)", figures["rate"], "{:.1f}", "files/s")
+    report.note(f"{written} results written of {args.files}; compare with capacity.py's daemon CPU per file")
+    report.print()
+    return 0 if written == args.files else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
