@@ -28,6 +28,10 @@ import yaml
 KEY = "bench-key"
 PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parent.parent
+# A bench that imports ocr_watch itself (planner_sim, client_cpu, throughput's baselines)
+# measures this tree, as its subprocesses do (cwd=ROOT), not whatever copy pip installed.
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
 

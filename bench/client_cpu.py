@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]  # measure this tree
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import KEY, EmulatorProc, Report, png_bytes  # noqa: E402
 
 from ocr_watch.api import CreateOptions, PicWishClient  # noqa: E402
