@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Daemon, EmulatorProc, Report, Workspace, png_bytes, proc_cpu_seconds, wait_until  # noqa: E402
+from _harness import (Daemon, EmulatorProc, Report, Workspace, png_bytes, proc_cpu_seconds,  # noqa: E402
+                      proc_cpu_split, wait_until)
 
 
 def main() -> int:
@@ -36,6 +37,8 @@ def main() -> int:
     parser.add_argument("--profile", help="also record the daemon with py-spy (collapsed stacks) into this file; "
                                           "slows the daemon, so its figures are not the benchmark's")
     parser.add_argument("--idle", action="store_true", help="with --profile: sample waiting threads too (wall-clock)")
+    parser.add_argument("--gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL (where Python's CPU goes)")
     parser.add_argument("--keep-log", help="copy the daemon's log here")
     args = parser.parse_args()
 
@@ -64,16 +67,18 @@ def main() -> int:
             if args.profile:
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(daemon.pid), "--rate", "250",
                                         "--format", "raw", "--nonblocking", "-o", args.profile,
-                                        *(["--idle"] if args.idle else [])],
+                                        *(["--idle"] if args.idle else []), *(["--gil"] if args.gil else [])],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-            cpu0, emu_cpu0 = daemon.cpu_seconds(), proc_cpu_seconds(emu.proc.pid)
+            split0, emu_cpu0 = proc_cpu_split(daemon.pid), proc_cpu_seconds(emu.proc.pid)
+            cpu0 = sum(split0)
             t0 = time.monotonic()
             for path in staged:
                 os.rename(path, ws.inbox / path.name)
             t_dropped = time.monotonic() - t0
             wait_until(lambda: ws.finished() >= args.files, args.timeout, 0.02, "all files finished")
             elapsed = time.monotonic() - t0
+            split = [b - a for a, b in zip(split0, proc_cpu_split(daemon.pid))]
             cpu = daemon.cpu_seconds() - cpu0
             emu_cpu = proc_cpu_seconds(emu.proc.pid) - emu_cpu0
             total_cpu = daemon.cpu_seconds()
@@ -96,6 +101,8 @@ def main() -> int:
     report.figure("daemon CPU per file", per_file_ms, "{:.2f}", "ms", "<= 5 ms", per_file_ms <= 5)
     report.figure("elapsed (first drop .. all archived)", elapsed, "{:.2f}", "s")
     report.figure("daemon CPU in that time", cpu, "{:.2f}", "s")
+    report.figure("  of which user (Python)", split[0], "{:.2f}", "s")
+    report.figure("  of which system (kernel)", split[1], "{:.2f}", "s")
     report.figure("daemon CPU incl. start-up", total_cpu, "{:.2f}", "s")
     report.figure("emulator CPU in that time (own process)", emu_cpu, "{:.2f}", "s")
     report.note(f"drops took {t_dropped:.2f} s; emulator creates {stats['creates']}, "
