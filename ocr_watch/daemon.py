@@ -1,10 +1,12 @@
 """The composition root: builds the stages, runs them, and stops them in order.
 
-Start: open the journal, resume every live row (polling known tasks, finishing moves),
-start the watcher *before* the first scan (so nothing dropped in between is missed), scan.
+Start: open the journal, recall what the poll planner learnt last time, resume every live
+row (polling known tasks, finishing moves), start the watcher *before* the first scan (so
+nothing dropped in between is missed), scan.
 Stop (SIGTERM, SIGINT, or `once` finding nothing left to do): stop the watcher, stop taking
 new work, let uploads, downloads and moves under way finish within a grace period, cancel
-the rest (their state is in the journal), close the client and the journal.
+the rest (their state is in the journal), save what the planner learnt, close the client
+and the journal.
 
 `run` and `once` share this code; `once` only adds a condition to stop on.
 """
@@ -25,6 +27,7 @@ from ocr_watch.admission import Admission
 from ocr_watch.api import CreateOptions, PicWishClient
 from ocr_watch.journal import Journal
 from ocr_watch.pool import Pool, PoolSettings
+from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY, PlannerMemory
 from ocr_watch.results.fsops import remove_stale_temps
 from ocr_watch.watch import InboxWatcher
 
@@ -92,6 +95,7 @@ async def serve(
     client = PicWishClient(config.api.base_url, config.api.key.reveal(),
                            requests_per_second=config.api.requests_per_second)
     pool = Pool(journal, client, settings)
+    memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, pool.poller.planner)
     activity = asyncio.Event()
     admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
                           settle_s=config.watch.settle_seconds, activity=activity)
@@ -111,8 +115,10 @@ async def serve(
         outcome.account_problem = pool.account_problem
         return outcome
 
-    for stale in await asyncio.to_thread(remove_stale_temps, config.folders.outbox):
-        log.info("stale_temp_removed", path=str(stale))
+    for folder in (config.folders.outbox, config.state_dir):
+        for stale in await asyncio.to_thread(remove_stale_temps, folder):
+            log.info("stale_temp_removed", path=str(stale))
+    memory.load()
     live = journal.live_rows()
     log.info("starting", mode="once" if once else "run", inbox=str(config.folders.inbox),
              resuming=len(live), requests_per_second=config.api.requests_per_second,
@@ -122,6 +128,7 @@ async def serve(
     tasks: list[asyncio.Task[None]] = [
         asyncio.create_task(pool.run(), name="pool"),
         asyncio.create_task(admission.run(), name="admission"),
+        asyncio.create_task(memory.keep(), name="planner-memory"),
     ]
     try:
         if not once:
@@ -154,6 +161,7 @@ async def serve(
         for task in tasks:
             with suppress(asyncio.CancelledError):
                 await task
+        memory.save()
         await client.aclose()
         journal.close()
         if handle_signals:

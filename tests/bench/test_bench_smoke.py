@@ -51,6 +51,7 @@ def test_capacity_smoke() -> None:
     assert "files per second" in out and "target >= 200" in out
     assert "daemon CPU per file" in out and "target <= 5 ms" in out
     assert "pool.max_in_flight=64" in out
+    assert "of which user (Python)" in out and "of which system (kernel)" in out
 
 
 @pytest.mark.timeout(120)
@@ -65,3 +66,11 @@ def test_client_cpu_smoke() -> None:
     out = run_bench("client_cpu.py", "--files", "40", "--warm", "10")
     assert "client CPU per file" in out and "of which system" in out
     assert "40 results written of 40" in out
+
+
+@pytest.mark.timeout(120)
+def test_restart_smoke() -> None:
+    out = run_bench("restart.py", "--files", "3", "--first", "3", "--processing-seconds", "0.3", "--rps", "5", "--kill")
+    assert "run 1: queries per task, first 3 tasks" in out and "run 2: queries per task, first 3 tasks" in out
+    assert "run 1 ended by SIGKILL" in out
+    assert "tasks created 6 (expected 6)" in out

@@ -135,6 +135,25 @@ class TestLifecycle:
         assert emulator.stats()["create_requests"] == 1
         assert emulator.stats()["tasks_by_sha256"] == {sha256(data): 1}
 
+    def test_a_restart_recalls_what_the_poll_planner_learnt(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon]
+    ) -> None:
+        daemon = daemon_factory(workspace.write_config()).start()
+        daemon.wait_event("watching")
+        for n in range(4):
+            workspace.drop(f"learn{n}.png", png_bytes(40 + n))
+        wait_for(lambda: len(workspace.files(workspace.archive)) == 4, 30, what="all archived")
+        assert daemon.terminate() == 0
+        saved = json.loads((workspace.root / ".ocr-watch" / "planner.json").read_text())
+        assert len(saved["planner"]["durations"]) == 4
+
+        restarted = daemon_factory(workspace.config_path).start()
+        recalled = restarted.wait_event("planner_recalled")[0]
+        assert recalled["durations"] == 4
+        workspace.drop("after.png", png_bytes(50))
+        wait_for(lambda: (workspace.archive / "after.png").exists(), 30, what="done after restart")
+        assert restarted.terminate() == 0
+
     def test_files_present_at_start_are_processed(
         self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon]
     ) -> None:

@@ -77,3 +77,63 @@ class TestPollPlanner:
         assert naive == pytest.approx(3.43, abs=0.01)
         assert 2.0 <= learnt < 2.4  # just past the true 2 s, not 3.4 s
         assert not planner.one_reading(Reading(9.0, 80), Reading(8.0, 70))  # two readings: a rate
+
+
+def _trained() -> PollPlanner:
+    """A planner with durations, both first-query trackers and a one-reading scale learnt."""
+    planner = PollPlanner(min_interval_s=0.5, max_interval_s=30.0)
+    for duration in (9.0, 10.0, 11.0, 10.5, 9.5):
+        planner.record_done(duration, None)
+    for done in (True, False, True, True):
+        planner.first_outcome(done, busy=True)
+        planner.first_outcome(done, busy=False)
+        planner.one_reading_outcome(done)
+    return planner
+
+
+class TestPlannerMemory:
+    def test_a_recalled_planner_plans_exactly_as_the_one_that_learnt(self) -> None:
+        trained = _trained()
+        fresh = PollPlanner(min_interval_s=0.5, max_interval_s=30.0)
+        assert fresh.first_delay() == 0.5  # knows nothing yet
+        fresh.recall(trained.memory())
+        assert fresh.learnt == 5
+        for busy in (True, False):
+            assert fresh.first_delay(busy=busy) == trained.first_delay(busy=busy) > 5.0
+        assert fresh.next_delay(Reading(4.0, 40), None) == trained.next_delay(Reading(4.0, 40), None)
+        assert fresh.next_delay(Reading(4.0, 0), None) == trained.next_delay(Reading(4.0, 0), None)
+
+    def test_it_survives_json(self) -> None:
+        import json
+
+        trained = _trained()
+        fresh = PollPlanner(min_interval_s=0.5, max_interval_s=30.0)
+        fresh.recall(json.loads(json.dumps(trained.memory())))
+        assert fresh.memory() == trained.memory()
+
+    @pytest.mark.parametrize("change", [
+        {"durations": "10"},
+        {"durations": [10.0, -1.0]},
+        {"durations": [10.0, float("nan")]},
+        {"durations": [True]},
+        {"first_busy": "soon"},
+        {"first_spare": 0},
+        {"second_scale": 5.0},
+        {"second_scale": None},
+    ])
+    def test_a_value_it_could_not_have_written_is_refused_and_changes_nothing(self, change: dict) -> None:
+        planner = _trained()
+        before = planner.memory()
+        with pytest.raises(ValueError):
+            planner.recall({**_trained().memory(), **change})
+        assert planner.memory() == before
+
+    def test_recalled_delays_respect_this_runs_interval_bounds(self) -> None:
+        narrow = PollPlanner(min_interval_s=0.5, max_interval_s=2.0)
+        narrow.recall(_trained().memory())
+        assert narrow.first_delay(busy=True) == 2.0
+
+    def test_only_the_newest_durations_of_a_longer_history_are_kept(self) -> None:
+        small = PollPlanner(history=4)
+        small.recall({**_trained().memory(), "durations": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+        assert small.memory()["durations"] == [3.0, 4.0, 5.0, 6.0]
