@@ -10,22 +10,25 @@ from ocr_watch.api import CreateOptions
 __all__ = ["PoolSettings"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PoolSettings:
+    """Every value a user can set comes from the config (`daemon.pool_settings`), which alone
+    holds their defaults; the two here are the pool's own and not configurable."""
+
     inbox: Path
     outbox: Path
     quarantine: Path
     archive: Path
     on_success: str  # archive | delete | keep
     create_options: CreateOptions
-    max_in_flight: int = 32
-    queue_size: int = 10_000  # row ids held in memory; the journal holds the rest
-    poll_min_interval_s: float = 1.0
+    max_in_flight: int
+    queue_size: int  # row ids held in memory; the journal holds the rest
+    poll_min_interval_s: float
+    task_timeout_s: float
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
     poll_max_interval_s: float = 30.0
-    task_timeout_s: float = 120.0
-    max_attempts: int = 8
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 300.0
     # A result URL is valid for an hour; reuse one for identical content only well inside that.
     result_reuse_s: float = 45 * 60.0
 
