@@ -202,7 +202,12 @@ class PollPlanner:
 
     @staticmethod
     def _from_rate(now: Reading, previous: Reading | None) -> float | None:
-        if previous is not None and now.progress > previous.progress and now.age_s > previous.age_s:
+        # A rate needs two readings of progress under way. From a reading of 0 it is not a
+        # rate: progress started somewhere in between, so 0 -> 1 % in a second predicted
+        # 100 s for a 10 s task, the query went out 20 s late, and the 33 s "duration" it
+        # taught set the next first queries 30 s out (measured in planner_sim.py).
+        if (previous is not None and previous.progress > 0 and now.progress > previous.progress
+                and now.age_s > previous.age_s):
             rate = (now.progress - previous.progress) / (now.age_s - previous.age_s)
             return now.age_s + (100 - now.progress) / rate
         return None

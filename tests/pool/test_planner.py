@@ -78,6 +78,39 @@ class TestPollPlanner:
         assert 2.0 <= learnt < 2.4  # just past the true 2 s, not 3.4 s
         assert not planner.one_reading(Reading(9.0, 80), Reading(8.0, 70))  # two readings: a rate
 
+    def test_progress_leaving_zero_is_not_a_rate(self) -> None:
+        """0 % at 2 s, 1 % at 3 s: progress just started; 1 %/s would mean a 100 s task."""
+        planner = PollPlanner(min_interval_s=1.0, max_interval_s=30.0, margin_s=0.0)
+        assert planner.next_delay(Reading(3.0, 1), Reading(2.0, 0)) <= 3.0  # at most doubles the age
+        assert planner.next_delay(Reading(3.0, 21), Reading(2.0, 1)) == pytest.approx(3.95)  # 20 %/s, 79 % to go
+
+    def test_a_cold_start_with_late_progress_does_not_push_first_queries_past_every_task(self) -> None:
+        """The emulator's progress model (0 until a quarter of the task, then linear) on 7..13 s
+        tasks: the first-query delay must settle inside the durations, not at the 30 s cap."""
+        import random
+
+        rng = random.Random(1)
+        planner = PollPlanner(min_interval_s=1.0, max_interval_s=30.0)
+        delays = []
+        for _ in range(40):
+            duration = rng.uniform(7.0, 13.0)
+            age, last, first = planner.first_delay(), None, True
+            delays.append(age)
+            while True:
+                done = age >= duration
+                if first:
+                    planner.first_outcome(done)
+                    first = False
+                if done:
+                    planner.record_done(age, last)
+                    break
+                under_way = age - duration / 4
+                reading = Reading(age, 0 if under_way < 0 else min(99, int(99 * under_way / (duration * 0.75))))
+                age += planner.next_delay(reading, last)
+                last = reading
+        assert max(delays) < 16.0
+        assert 10.0 < planner.first_delay() < 16.0
+
 
 def _trained() -> PollPlanner:
     """A planner with durations, both first-query trackers and a one-reading scale learnt."""
