@@ -1,9 +1,9 @@
 """What the poll planner learnt, kept in the state dir so a restart does not pay for it again.
 
 A planner that starts from nothing queries its first tasks early and often: measured with
-`python bench/restart.py`, the first 30 tasks after a start cost about two queries each at
-10 s a task, a warmed-up planner one. That is 30 requests of quota (15 s at the default
-2 req/s) spent at every start, config reload or upgrade.
+`python bench/restart.py`, the first 30 tasks after a start cost about 1.7 queries each at
+10 s a task, a warmed-up planner's 1.0. That is about 20 requests of quota (10 s at the
+default 2 req/s) spent at every start, config reload or upgrade.
 
 The memory is a hint, never a requirement: a missing, stale, unreadable or foreign file is
 reported and ignored, and start-up goes on from nothing. It is written atomically (temp,
