@@ -40,7 +40,11 @@ def test_kill_9_at_random_moments_loses_nothing_and_pays_at_most_once_more_per_k
         daemon = daemon_factory(config).start()
         time.sleep(rng.uniform(0.4, 2.0))  # the random moment of the crash, not a synchronisation
         daemon.kill9()
+    watching = sum(1 for e in daemon.events() if e.get("event") == "watching")
     daemon = daemon_factory(config).start()
+    # The killed runs may have finished every file already; a SIGTERM sent before this run
+    # has set up its signal handling would end it by the signal, not by a clean stop.
+    daemon.wait_event("watching", count=watching + 1)
     wait_for(lambda: not workspace.files(workspace.inbox), 120, what="inbox drained")
     wait_for(lambda: len(workspace.files(workspace.archive)) + len(
         [f for f in workspace.files(workspace.quarantine) if not f.endswith(".error.json")]) == 100,
