@@ -71,17 +71,17 @@ def main() -> int:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             split0, emu_cpu0 = proc_cpu_split(daemon.pid), proc_cpu_seconds(emu.proc.pid)
-            cpu0 = sum(split0)
             t0 = time.monotonic()
             for path in staged:
                 os.rename(path, ws.inbox / path.name)
             t_dropped = time.monotonic() - t0
             wait_until(lambda: ws.finished() >= args.files, args.timeout, 0.02, "all files finished")
             elapsed = time.monotonic() - t0
-            split = [b - a for a, b in zip(split0, proc_cpu_split(daemon.pid))]
-            cpu = daemon.cpu_seconds() - cpu0
+            split1 = proc_cpu_split(daemon.pid)
+            split = [b - a for a, b in zip(split0, split1)]
+            cpu = sum(split)
             emu_cpu = proc_cpu_seconds(emu.proc.pid) - emu_cpu0
-            total_cpu = daemon.cpu_seconds()
+            total_cpu = sum(split1)
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(30)
