@@ -32,7 +32,8 @@ def main() -> int:
     parser.add_argument("--max-in-flight", type=int, default=64, help="pool.max_in_flight")
     parser.add_argument("--poll-interval", type=float, default=0.01, help="poll.interval_seconds")
     parser.add_argument("--rps", type=float, default=10000.0, help="daemon api.requests_per_second")
-    parser.add_argument("--log-level", default="info", help="daemon log_level")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info"],
+                        help="daemon log_level (the bench reads its info events, so not higher)")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", help="also record the daemon with py-spy (collapsed stacks) into this file; "
                                           "slows the daemon, so its figures are not the benchmark's")
