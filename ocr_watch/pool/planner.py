@@ -43,6 +43,9 @@ from typing import Any, TypeGuard
 
 __all__ = ["PollPlanner", "Reading"]
 
+# How far the one-reading scale may go: from "progress starts at once" to "late, by a lot".
+_SCALE_MIN, _SCALE_MAX = 0.05, 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
@@ -133,11 +136,10 @@ class PollPlanner:
         }
 
     def recall(self, memory: dict[str, Any]) -> None:
-        """Start from what an earlier run learnt, so a restart does not pay for learning again.
+        """Start from what an earlier run learnt (why: see memory.py).
 
-        Measured (bench/restart.py): the first 30 tasks after a start cost 1.7 queries each
-        at 10 s a task, after a recall 1.0. Raises ValueError, changing nothing, if any value
-        is not one this planner could have written.
+        Raises ValueError, changing nothing, if any value is not one this planner could have
+        written.
         """
         durations = memory.get("durations")
         if not isinstance(durations, list) or not all(_positive(d) for d in durations):
@@ -146,8 +148,8 @@ class PollPlanner:
         if not all(value is None or _positive(value) for value in first.values()):
             raise ValueError("first_busy and first_spare must be positive numbers or null")
         scale = memory.get("second_scale")
-        if not _positive(scale) or not 0.05 <= scale <= 2.0:
-            raise ValueError("second_scale must be a number from 0.05 to 2")
+        if not _positive(scale) or not _SCALE_MIN <= scale <= _SCALE_MAX:
+            raise ValueError(f"second_scale must be a number from {_SCALE_MIN:g} to {_SCALE_MAX:g}")
         kept = [float(d) for d in durations[-(self._durations.maxlen or 0):]]
         self._durations = deque(kept, maxlen=self._durations.maxlen)
         self._sorted = sorted(kept)
@@ -197,7 +199,7 @@ class PollPlanner:
 
     def one_reading_outcome(self, done: bool) -> None:
         """A query planned from one reading found the task done, or not: rescale those waits."""
-        self._second_scale = min(2.0, max(0.05, self._second_scale * math.exp(
+        self._second_scale = min(_SCALE_MAX, max(_SCALE_MIN, self._second_scale * math.exp(
             self.first_step * (self.second_share - float(done)))))
 
     @staticmethod
