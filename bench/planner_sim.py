@@ -23,16 +23,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import command_line, percentile  # noqa: E402
 
+from ocr_watch.emulator.tasks import Task as EmulatedTask  # noqa: E402
 from ocr_watch.pool.planner import PollPlanner, Reading  # noqa: E402
 
 
 def progress(age: float, duration: float) -> tuple[bool, int]:
-    if age >= duration:
-        return True, 100
-    start = 0.25 * duration
-    if age < start:
-        return False, 0
-    return False, max(0, min(99, int(99 * (age - start) / (duration - start))))
+    """(done, progress) as the emulator answers a query `age` seconds after create."""
+    state, percent = EmulatedTask("sim", "", "sim.png", 0, "txt", None, 0.0, 0.0, duration).state_at(age)
+    return state == 1, percent
 
 
 def main() -> int:

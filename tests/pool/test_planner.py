@@ -85,27 +85,28 @@ class TestPollPlanner:
         assert planner.next_delay(Reading(3.0, 21), Reading(2.0, 1)) == pytest.approx(3.95)  # 20 %/s, 79 % to go
 
     def test_a_cold_start_with_late_progress_does_not_push_first_queries_past_every_task(self) -> None:
-        """The emulator's progress model (0 until a quarter of the task, then linear) on 7..13 s
+        """The emulator's own progress (0 until a quarter of the task, then linear) on 7..13 s
         tasks: the first-query delay must settle inside the durations, not at the 30 s cap."""
         import random
+
+        from ocr_watch.emulator.tasks import Task as EmulatedTask
 
         rng = random.Random(1)
         planner = PollPlanner(min_interval_s=1.0, max_interval_s=30.0)
         delays = []
         for _ in range(40):
-            duration = rng.uniform(7.0, 13.0)
+            task = EmulatedTask("t", "sha", "scan.png", 1, "txt", None, 0.0, 0.0, duration=rng.uniform(7.0, 13.0))
             age, last, first = planner.first_delay(), None, True
             delays.append(age)
             while True:
-                done = age >= duration
+                state, progress = task.state_at(age)
                 if first:
-                    planner.first_outcome(done)
+                    planner.first_outcome(state == 1)
                     first = False
-                if done:
+                if state == 1:
                     planner.record_done(age, last)
                     break
-                under_way = age - duration / 4
-                reading = Reading(age, 0 if under_way < 0 else min(99, int(99 * under_way / (duration * 0.75))))
+                reading = Reading(age, progress)
                 age += planner.next_delay(reading, last)
                 last = reading
         assert max(delays) < 16.0
