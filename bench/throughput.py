@@ -11,8 +11,9 @@ run them one after another; the rate limit, not the CPU, bounds all three):
 - ocr-watch: the daemon (`python -m ocr_watch run`), every file already in the inbox.
 - vendor: the vendor's Python sample's algorithm, one file at a time: create, query at once
   and then every 1 s until state 1 or < 0, download.
-- naive: all tasks in flight up to --max-in-flight, each queried every 1 s (first query 1 s
-  after create), through the same client and the same 2 req/s token bucket.
+- naive: the same files as ocr-watch, all tasks in flight up to --max-in-flight, each queried
+  every 1 s (first query 1 s after create), through the same client and the same 2 req/s
+  token bucket.
 
 Rate = files / (first API request .. last result download, at the emulator). Done-to-downloaded
 = the task's done_t at the emulator to its first download arriving there.
@@ -178,13 +179,16 @@ def main() -> int:
     parser.add_argument("--jitter", type=float, default=0.3)
     parser.add_argument("--rps", type=float, default=2.0, help="limit at the emulator and in the daemon")
     parser.add_argument("--vendor-files", type=int, default=30)
-    parser.add_argument("--naive-files", type=int, default=60)
+    parser.add_argument("--naive-files", type=int, default=None,
+                        help="files through the naive client [the same workload as ocr-watch: --files]")
     parser.add_argument("--max-in-flight", type=int, default=32, help="daemon pool.max_in_flight, and the naive client's")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="daemon poll.interval_seconds")
     parser.add_argument("--sequential", action="store_true", help="run the three workloads one after another")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--dump", help="folder to save ocr-watch's emulator request log, tasks and daemon log")
     args = parser.parse_args()
+    if args.naive_files is None:
+        args.naive_files = args.files
 
     report = Report(f"Throughput at quota: {args.files} files, processing {args.processing_seconds:g} s "
                     f"+- {args.jitter:.0%}, {args.rps:g} req/s")
