@@ -32,7 +32,8 @@ def test_throughput_smoke() -> None:
                     "--processing-seconds", "0.3", "--jitter", "0.3", "--rps", "5")
     for figure in ("ocr-watch files per minute", "ocr-watch vs vendor (rate ratio)", "ocr-watch vs naive (rate ratio)",
                    "ocr-watch API calls per file", "ocr-watch 429s received", "ocr-watch done-to-downloaded p50",
-                   "vendor files per minute", "naive files per minute"):
+                   "vendor files per minute", "naive files per minute",
+                   "ocr-watch vs naive (calls per file ratio)", "ocr-watch vs vendor (done-to-downloaded p50 ratio)"):
         assert figure in out
     assert "target >= 3x" in out and "target <= 2.6" in out
 
