@@ -3,6 +3,8 @@
     python bench/planner_sim.py                          # 3 s +- 30 %, answers arrive at once
     python bench/planner_sim.py --spare                  # as for a quota with room to spare
     python bench/planner_sim.py --query-wait 0.5         # each query waits 0.5 s for a token
+    python bench/planner_sim.py --processing-seconds 10 --first-quantile 0.6 --second-share 0.8
+                                                         # the trade: calls per task for latency
 
 No daemon, no emulator: tasks one after another, durations uniform in d*(1 +- jitter) like the
 emulator's, progress as the emulator reports it (0 until 25 % of the duration, then 0..99),
@@ -10,7 +12,7 @@ and `ocr_watch.pool.planner.PollPlanner` with the pool's defaults, fed exactly a
 feeds it (age taken when a query is sent, after any wait for a token). `--spare` plans as for a
 quota with room to spare (the first query aims at the median), the default as for a busy one.
 Prints the first-poll delay as it learns, queries per task and the lag from done to the query
-that saw it.
+that saw it, for each tenth of the run and for all of it.
 """
 
 from __future__ import annotations
@@ -42,10 +44,18 @@ def main() -> int:
                         help="seconds a planned query waits for a token before it is sent")
     parser.add_argument("--min-interval", type=float, default=1.0, help="poll.interval_seconds")
     parser.add_argument("--spare", action="store_true", help="plan as for a quota with room to spare")
+    parser.add_argument("--first-quantile", type=float, default=None,
+                        help="share of busy first queries to find the task done [the planner's default]")
+    parser.add_argument("--second-share", type=float, default=None,
+                        help="share of one-reading queries to find the task done [the planner's default]")
     args = parser.parse_args()
     rng = random.Random(1)
     busy = not args.spare
     planner = PollPlanner(min_interval_s=args.min_interval, max_interval_s=30.0)
+    if args.first_quantile is not None:
+        planner.first_quantile = args.first_quantile
+    if args.second_share is not None:
+        planner.second_share = args.second_share
     print(f"command: {command_line()}")
     print(f"{'tasks':>6} {'first delay s':>14} {'queries/task':>13} {'lag p50 s':>10} {'lag p95 s':>10}")
     queries, lags = [], []
@@ -53,6 +63,7 @@ def main() -> int:
         duration = args.processing_seconds * (1 + args.jitter * rng.uniform(-1, 1))
         planned = planner.first_delay(busy=busy)
         last: Reading | None = None
+        one_reading = False
         n = 0
         while True:
             n += 1
@@ -60,12 +71,15 @@ def main() -> int:
             done, prog = progress(age, duration)
             if n == 1:
                 planner.first_outcome(done, busy=busy)
+            elif one_reading:
+                planner.one_reading_outcome(done)
             if done:
                 planner.record_done(age, last)
                 lags.append(age - duration)
                 break
             reading = Reading(age, prog)
             planned = age + planner.next_delay(reading, last)
+            one_reading = planner.one_reading(reading, last)
             last = reading
         queries.append(n)
         if i % (args.tasks // 10 or 1) == 0:
@@ -73,6 +87,8 @@ def main() -> int:
             qs = queries[-(args.tasks // 10 or 1):]
             print(f"{i:>6} {planner.first_delay(busy=busy):>14.2f} {sum(qs) / len(qs):>13.2f} "
                   f"{percentile(window, 50):>10.2f} {percentile(window, 95):>10.2f}")
+    print(f"{'all':>6} {'':>14} {sum(queries) / len(queries):>13.2f} "
+          f"{percentile(lags, 50):>10.2f} {percentile(lags, 95):>10.2f}")
     return 0
 
 
