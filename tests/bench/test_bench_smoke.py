@@ -75,3 +75,21 @@ def test_restart_smoke() -> None:
     assert "run 1: queries per task, first 3 tasks" in out and "run 2: queries per task, first 3 tasks" in out
     assert "run 1 ended by SIGKILL" in out
     assert "tasks created 6 (expected 6)" in out
+
+
+@pytest.mark.timeout(60)
+def test_planner_sim_trades_queries_for_lag() -> None:
+    """Not a benchmark (no targets), but the tool the closing notes cite for the aim's trade."""
+
+    def whole_run(*args: str) -> tuple[float, float]:
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "planner_sim.py"), "--tasks", "100",
+                               "--processing-seconds", "10", "--query-wait", "0.5", *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=50, check=True)
+        assert "command: python bench/planner_sim.py --tasks 100" in done.stdout
+        row = done.stdout.splitlines()[-1].split()
+        assert row[0] == "all", done.stdout
+        return float(row[1]), float(row[2])  # queries per task, lag p50
+
+    late_queries, late_lag = whole_run()
+    early_queries, early_lag = whole_run("--first-quantile", "0.6", "--second-share", "0.8")
+    assert early_queries > late_queries and early_lag < late_lag
