@@ -27,6 +27,8 @@ from typing import IO, Any, Literal, NoReturn
 
 import httpx
 
+from ocr_watch.results.fsops import fsync_dir
+
 from .errors import (
     AccountError,
     PermanentError,
@@ -362,7 +364,7 @@ class PicWishClient:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return written
 
     async def _stream_to(self, url: str, out: IO[bytes]) -> int:
@@ -452,18 +454,3 @@ def _close_upload(request: httpx.Request) -> None:
         handle = getattr(field, "file", None)
         if handle is not None and hasattr(handle, "close"):
             handle.close()
-
-
-def _fsync_dir(directory: pathlib.Path) -> None:
-    """Make the rename durable; some filesystems refuse to fsync a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
