@@ -215,6 +215,29 @@ class TestDownload:
         assert client.bucket.stats["granted"] == 0
         assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
+    def test_a_disk_error_making_the_rename_durable_is_raised(
+        self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A folder fsync that fails with EIO is the disk failing, not a filesystem that
+        refuses folder fsyncs: the caller (the pool) must hear of it."""
+        import errno
+        import os
+        import stat
+
+        real_fsync = os.fsync
+
+        def failing_for_folders(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise OSError(errno.EIO, "I/O error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", failing_for_folders)
+        dest = tmp_path / "out.txt"
+        with pytest.raises(OSError) as caught:
+            run(lambda r: httpx.Response(200, content=b"hello"), lambda c: c.download_result(self.URL, dest))
+        assert caught.value.errno == errno.EIO
+        assert dest.read_bytes() == b"hello"  # renamed whole; only its durability is in doubt
+
     @pytest.mark.parametrize(
         ("response", "cls"),
         [
