@@ -15,9 +15,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import mimetypes
-import os
 import pathlib
-import secrets
 import time
 import urllib.parse
 from collections import Counter
@@ -27,7 +25,7 @@ from typing import IO, Any, Literal, NoReturn
 
 import httpx
 
-from ocr_watch.results.fsops import fsync_dir
+from ocr_watch.results.fsops import atomic_writer
 
 from .errors import (
     AccountError,
@@ -351,21 +349,9 @@ class PicWishClient:
         The body goes to a hidden temp file beside ``dest``, is checked against
         Content-Length, fsynced and renamed; the temp file is removed on any failure.
         """
-        dest = pathlib.Path(dest)
         self._calls["download"] += 1
-        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                written = await self._stream_to(url, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(dest.parent)
-        return written
+        with atomic_writer(pathlib.Path(dest)) as out:
+            return await self._stream_to(url, out)
 
     async def _stream_to(self, url: str, out: IO[bytes]) -> int:
         written = 0

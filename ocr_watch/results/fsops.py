@@ -8,8 +8,7 @@ taken; across filesystems the bytes are copied to a hidden temp file first.
 What a crash can leave behind, and what a repeated call does about it:
 
 * a hidden temp ``.<name>.ocrw-<hex>.part`` in the destination folder (remove with
-  :func:`remove_stale_temps` at start-up, which also knows the API client's download temps;
-  the watcher ignores dot files);
+  :func:`remove_stale_temps` at start-up; the watcher ignores dot files);
 * after ``link`` but before ``unlink``: the same file under both names. Calling
   :func:`move_no_clobber` again notices the destination is the same inode and just unlinks
   the source;
@@ -24,15 +23,19 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from ocr_watch.results.naming import sibling_candidates
 
-__all__ = ["atomic_write_bytes", "fsync_dir", "move_no_clobber", "remove_stale_temps",
+__all__ = ["atomic_write_bytes", "atomic_writer", "fsync_dir", "move_no_clobber", "remove_stale_temps",
            "temp_path_for"]
 
-# Ours (``.<name>.ocrw-<8 hex>.part``) and the API client's download temps
-# (``.<name>.<12 hex>.part``, api/client.py); both only ever live in folders we own.
+# Ours (``.<name>.ocrw-<8 hex>.part``), and the download temps (``.<name>.<12 hex>.part``) the
+# API client named itself until it used atomic_writer: an upgrade after a crash may find
+# them. Both only ever live in folders we own.
 _TEMP_RE = re.compile(r"^\..+\.(?:ocrw-[0-9a-f]{8}|[0-9a-f]{12})\.part$")
 # link() errors meaning "this filesystem (or policy) does not do hard links here": fall back to
 # rename. EPERM also covers fs.protected_hardlinks on files owned by someone else.
@@ -68,13 +71,15 @@ def _create_temp(path: Path) -> tuple[int, Path]:
             continue
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader or a crash sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A file to write ``path``'s new content into; a reader or a crash sees the old file or
+    the whole new one. Leaving the block normally makes it ``path`` (fsync, rename, fsync of
+    the folder); an exception removes the temp file and leaves ``path`` as it was."""
     fd, temp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
@@ -82,6 +87,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader or a crash sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path) as f:
+        f.write(data)
 
 
 def move_no_clobber(src: Path, dst: Path) -> Path:

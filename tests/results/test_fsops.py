@@ -202,7 +202,7 @@ class TestStaleTemps:
         (tmp_path / "sub").mkdir()
         ours = temp_path_for(tmp_path / "sub" / "a.txt")
         ours.write_bytes(b"half")
-        download = tmp_path / ".b.docx.0123456789ab.part"  # api/client.py's download temp
+        download = tmp_path / ".b.docx.0123456789ab.part"  # a download temp of older versions
         download.write_bytes(b"half")
         (tmp_path / ".keep").write_bytes(b"")
         (tmp_path / ".a.txt.part").write_bytes(b"")
