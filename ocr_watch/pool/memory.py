@@ -24,7 +24,7 @@ import structlog
 
 from ocr_watch.results.fsops import atomic_write_bytes
 
-from .planner import PollPlanner
+from .planner import PollPlanner, positive_number
 
 __all__ = ["FILE_NAME", "MAX_AGE_S", "PlannerMemory"]
 
@@ -60,8 +60,8 @@ class PlannerMemory:
         if not isinstance(stored, dict) or stored.get("version") != _VERSION:
             return self._ignored(f"it is not version {_VERSION} of this file")
         saved_at = stored.get("saved_at")
-        if not isinstance(saved_at, (int, float)) or isinstance(saved_at, bool):
-            return self._ignored("saved_at is missing")
+        if not positive_number(saved_at):
+            return self._ignored("saved_at is missing or not a time")
         age = self._wall() - saved_at
         if age > MAX_AGE_S:
             return self._ignored(f"it is {age / 86400:.0f} days old; the service's speed may have changed")

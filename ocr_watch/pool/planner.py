@@ -41,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-__all__ = ["PollPlanner", "Reading"]
+__all__ = ["PollPlanner", "Reading", "positive_number"]
 
 # How far the one-reading scale may go: from "progress starts at once" to "late, by a lot".
 _SCALE_MIN, _SCALE_MAX = 0.05, 2.0
@@ -142,13 +142,13 @@ class PollPlanner:
         written.
         """
         durations = memory.get("durations")
-        if not isinstance(durations, list) or not all(_positive(d) for d in durations):
+        if not isinstance(durations, list) or not all(positive_number(d) for d in durations):
             raise ValueError("durations must be a list of positive numbers")
         first = {True: memory.get("first_busy"), False: memory.get("first_spare")}
-        if not all(value is None or _positive(value) for value in first.values()):
+        if not all(value is None or positive_number(value) for value in first.values()):
             raise ValueError("first_busy and first_spare must be positive numbers or null")
         scale = memory.get("second_scale")
-        if not _positive(scale) or not _SCALE_MIN <= scale <= _SCALE_MAX:
+        if not positive_number(scale) or not _SCALE_MIN <= scale <= _SCALE_MAX:
             raise ValueError(f"second_scale must be a number from {_SCALE_MIN:g} to {_SCALE_MAX:g}")
         kept = [float(d) for d in durations[-(self._durations.maxlen or 0):]]
         self._durations = deque(kept, maxlen=self._durations.maxlen)
@@ -226,5 +226,6 @@ class PollPlanner:
         return min(max(delay, self.min_interval_s), self.max_interval_s)
 
 
-def _positive(value: object) -> TypeGuard[float]:
+def positive_number(value: object) -> TypeGuard[float]:
+    """A finite number above zero, and not a bool: what a JSON value must be to be a time."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0

@@ -74,6 +74,7 @@ def test_a_missing_file_is_a_quiet_cold_start(tmp_path: Path) -> None:
     (b"{not json", "not JSON"),
     (b'{"version": 99, "saved_at": 1800000000, "planner": {}}', "not version 1"),
     (b'{"version": 1, "planner": {}}', "saved_at is missing"),
+    (b'{"version": 1, "saved_at": NaN, "planner": {}}', "not a time"),
     (b'{"version": 1, "saved_at": 1800000000}', "planner is missing"),
     (b'{"version": 1, "saved_at": 1800000000, "planner": {"durations": [-3], "second_scale": 1}}',
      "durations must be"),
