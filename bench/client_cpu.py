@@ -15,21 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import KEY, EmulatorProc, Report, png_bytes  # noqa: E402
+from _harness import KEY, EmulatorProc, Report, png_bytes, proc_cpu_split  # noqa: E402
 
 from ocr_watch.api import CreateOptions, PicWishClient  # noqa: E402
-
-
-def cpu_seconds() -> tuple[float, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime, usage.ru_stime
 
 
 async def run(base_url: str, sources: list[Path], out: Path, concurrency: int, warm: int) -> dict[str, float]:
@@ -44,11 +38,11 @@ async def run(base_url: str, sources: list[Path], out: Path, concurrency: int, w
                 await client.download_result(task.file_url, out / f"{source.stem}.txt")
 
         await asyncio.gather(*(one(p) for p in sources[:warm]))
-        user0, sys0 = cpu_seconds()
+        user0, sys0 = proc_cpu_split(os.getpid())
         t0 = time.monotonic()
         await asyncio.gather(*(one(p) for p in sources[warm:]))
         elapsed = time.monotonic() - t0
-        user1, sys1 = cpu_seconds()
+        user1, sys1 = proc_cpu_split(os.getpid())
     counted = len(sources) - warm
     return {"rate": counted / elapsed, "user_ms": 1000 * (user1 - user0) / counted,
             "sys_ms": 1000 * (sys1 - sys0) / counted}
