@@ -26,6 +26,7 @@ import yaml
 
 __all__ = [
     "ApiSettings",
+    "CallbackSettings",
     "Config",
     "ConfigError",
     "Folders",
@@ -44,6 +45,7 @@ __all__ = [
 API_KEY_ENV = "PICWISH_API_KEY"
 DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
 DEFAULT_LANGUAGE = "ChinesePRC,English,Digits"
+DEFAULT_CALLBACK_LISTEN = "127.0.0.1:8765"
 FORMATS = ("txt", "pdf", "docx", "xlsx", "pptx")
 ON_SUCCESS = ("archive", "delete", "keep")
 WATCH_MODES = ("auto", "native", "polling")
@@ -59,13 +61,14 @@ KNOWN_LANGUAGES = frozenset(
 
 # The schema: every key allowed at each level. Used for unknown-key errors and suggestions.
 _SCHEMA: dict[str, tuple[str, ...]] = {
-    "": ("folders", "on_success", "state_dir", "api", "ocr", "pool", "poll", "watch", "retry",
-         "log_level"),
+    "": ("folders", "on_success", "state_dir", "api", "ocr", "pool", "poll", "callback", "watch",
+         "retry", "log_level"),
     "folders": ("inbox", "outbox", "quarantine", "archive"),
     "api": ("base_url", "key", "key_file", "requests_per_second"),
     "ocr": ("format", "language", "password"),
     "pool": ("max_in_flight", "queue_size"),
     "poll": ("interval_seconds", "timeout_seconds"),
+    "callback": ("url", "listen", "fallback_seconds"),
     "watch": ("mode", "poll_interval_seconds", "rescan_seconds", "settle_seconds"),
     "retry": ("max_attempts", "backoff_initial_seconds", "backoff_max_seconds"),
 }
@@ -151,6 +154,16 @@ class PollSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """Where the service reports task changes, when it can reach this machine (off: url is None)."""
+
+    url: str | None        # the public URL the service is told to POST to; None = callbacks off (poll only)
+    listen_host: str       # where the daemon's receiver binds
+    listen_port: int
+    fallback_seconds: float  # query a task anyway if no callback came by then
+
+
+@dataclass(frozen=True)
 class WatchSettings:
     """How the inbox is watched."""
 
@@ -181,6 +194,7 @@ class Config:
     ocr: OcrSettings
     pool: PoolSettings
     poll: PollSettings
+    callback: CallbackSettings
     watch: WatchSettings
     retry: RetrySettings
     log_level: str
@@ -325,6 +339,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     poll_raw = r.section(raw, "poll")
     poll = (r.get(poll_raw, "poll.interval_seconds", 1, r.number(0, inclusive=False)),
             r.get(poll_raw, "poll.timeout_seconds", 120, r.number(0, inclusive=False)))
+    callback = _read_callback(r, r.section(raw, "callback"), poll_timeout=poll[1])
     watch_raw = r.section(raw, "watch")
     watch = (r.get(watch_raw, "watch.mode", "auto", r.choice(WATCH_MODES)),
              r.get(watch_raw, "watch.poll_interval_seconds", 1.0, r.number(0, inclusive=False)),
@@ -343,10 +358,12 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(r.problems)
     # Every value below was checked; the asserts only narrow the Optional types.
     assert folders is not None and state_dir is not None and on_success is not None
-    assert api is not None and ocr is not None and log_level is not None
+    assert api is not None and ocr is not None and callback is not None
+    assert log_level is not None
     return Config(
         path=path, folders=folders, on_success=on_success, state_dir=state_dir, api=api,
         ocr=ocr, pool=PoolSettings(*pool), poll=PollSettings(*poll),  # type: ignore[arg-type]
+        callback=callback,
         watch=WatchSettings(*watch), retry=RetrySettings(*retry),  # type: ignore[arg-type]
         log_level=log_level,
     )
@@ -439,6 +456,22 @@ def _read_api(r: _Reader, section: Mapping[str, Any], env: Mapping[str, str]) ->
 
 
 def _check_base_url(r: _Reader) -> Callable[[str, Any], str | None]:
+    check_url = _check_url(r, allow_query=False, userinfo_hint="the key goes in api.key",
+                           secret="the API key")
+
+    def check(key: str, value: Any) -> str | None:
+        url = check_url(key, value)
+        return None if url is None else url.rstrip("/")
+    return check
+
+
+def _check_url(r: _Reader, *, allow_query: bool, userinfo_hint: str,
+               secret: str) -> Callable[[str, Any], str | None]:
+    """An absolute http(s) URL with a host, stripped; ``http`` only for loopback hosts.
+
+    ``allow_query``: a query string is accepted (a fragment never is). ``userinfo_hint`` says
+    where a credential belongs instead; ``secret`` names what plain http would expose.
+    """
     def check(key: str, value: Any) -> str | None:
         if not isinstance(value, str):
             r.problem(key, f"must be an http(s) URL, got {_show(value)}")
@@ -452,20 +485,21 @@ def _check_base_url(r: _Reader) -> Callable[[str, Any], str | None]:
             return None
         if parts.username is not None or parts.password is not None:
             # Do not echo it: the userinfo may be a credential.
-            r.problem(key, "must not contain a user name or password; the key goes in api.key")
+            r.problem(key, f"must not contain a user name or password; {userinfo_hint}")
             return None
         if parts.scheme not in ("http", "https") or not host:
             r.problem(key, f"must be an http(s) URL with a host, got {_show(value)}")
             return None
-        if parts.query or parts.fragment:
-            r.problem(key, f"must not have a query string or fragment, got {_show(value)}")
+        if parts.fragment or (parts.query and not allow_query):
+            what = "a fragment" if allow_query else "a query string or fragment"
+            r.problem(key, f"must not have {what}, got {_show(value)}")
             return None
         if parts.scheme == "http" and not _is_loopback(host):
             r.problem(key, f"http:// is only allowed for loopback hosts (127.0.0.0/8, localhost, "
-                           f"::1), got host {host!r}; use https:// so the API key is not sent "
+                           f"::1), got host {host!r}; use https:// so {secret} is not sent "
                            "in clear text")
             return None
-        return value.strip().rstrip("/")
+        return value.strip()
     return check
 
 
@@ -476,6 +510,54 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _read_callback(r: _Reader, section: Mapping[str, Any],
+                   poll_timeout: float | None) -> CallbackSettings | None:
+    callbacks_on = section.get("url") is not None  # absent or null: off, poll only
+    check_url = _check_url(r, allow_query=True, secret="the callback's secret",
+                           userinfo_hint="the daemon adds its own secret to the URL")
+    url = r.get(section, "callback.url", _MISSING, check_url) if callbacks_on else None
+    listen = r.get(section, "callback.listen", DEFAULT_CALLBACK_LISTEN, _check_listen(r))
+    fallback = r.get(section, "callback.fallback_seconds", 60, r.number(0, inclusive=False))
+    # Only when callbacks are on: otherwise the fallback is unused, and its default must not
+    # clash with a short poll.timeout_seconds.
+    if callbacks_on and fallback is not None and poll_timeout is not None \
+            and fallback >= poll_timeout:
+        r.problem("callback.fallback_seconds",
+                  f"must be < poll.timeout_seconds ({poll_timeout:g}), got {fallback:g}; a task "
+                  "is quarantined at poll.timeout_seconds, so the fallback query must come first")
+        return None
+    if listen is None or fallback is None or (callbacks_on and url is None):
+        return None
+    return CallbackSettings(url=url, listen_host=listen[0], listen_port=listen[1],
+                            fallback_seconds=fallback)
+
+
+def _check_listen(r: _Reader) -> Callable[[str, Any], tuple[str, int] | None]:
+    def check(key: str, value: Any) -> tuple[str, int] | None:
+        if isinstance(value, str):
+            host, sep, port = value.strip().rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+                try:
+                    ipaddress.IPv6Address(host)
+                except ValueError:
+                    host = ""
+            elif any(ch in host for ch in ":[]"):
+                host = ""  # an IPv6 address needs its brackets: [::1]:8765
+            if (sep and host and not any(ch.isspace() for ch in host)
+                    and port.isascii() and port.isdigit() and len(port) <= 5
+                    and int(port) <= 65535):
+                return host, int(port)
+        r.problem(key, "must be 'host:port' or '[v6addr]:port' (quoted) with a port 0..65535 "
+                       f"(0: any free port), got {_show(value)}")
+        return None
+    return check
+
+
+def _listen_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _read_key(r: _Reader, section: Mapping[str, Any], env: Mapping[str, str]) -> Secret | None:
@@ -625,6 +707,11 @@ def describe(config: Config) -> str:
         "pool": {"max_in_flight": config.pool.max_in_flight, "queue_size": config.pool.queue_size},
         "poll": {"interval_seconds": config.poll.interval_seconds,
                  "timeout_seconds": config.poll.timeout_seconds},
+        # The url without its query string: the query may carry a token of the user's.
+        "callback": {"url": None if config.callback.url is None
+                     else urlsplit(config.callback.url)._replace(query="").geturl(),
+                     "listen": _listen_text(config.callback.listen_host, config.callback.listen_port),
+                     "fallback_seconds": config.callback.fallback_seconds},
         "watch": {"mode": config.watch.mode,
                   "poll_interval_seconds": config.watch.poll_interval_seconds,
                   "rescan_seconds": config.watch.rescan_seconds,
@@ -635,4 +722,6 @@ def describe(config: Config) -> str:
         "log_level": config.log_level,
     }
     header = f"# effective configuration from {config.path}\n"
-    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return header + text.replace("\ncallback:\n  url: null\n",
+                                 "\ncallback:\n  url: null  # callbacks off: every task is polled\n")

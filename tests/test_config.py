@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ocr_watch.config import (
     Config,
@@ -321,6 +322,117 @@ class TestErrors:
         assert "nope.yaml" in info.value.problems[0]
 
 
+
+class TestCallback:
+    def test_defaults_callbacks_off(self, tmp_path: Path) -> None:
+        """Without a callback section callbacks are off; listen and fallback have their defaults."""
+        config = load_config(write(tmp_path, MINIMAL), env={})
+        assert config.callback.url is None
+        assert (config.callback.listen_host, config.callback.listen_port) == ("127.0.0.1", 8765)
+        assert config.callback.fallback_seconds == 60
+        assert "callbacks off" in describe(config)
+
+    def test_https_url_with_query_kept(self, tmp_path: Path) -> None:
+        """An https URL keeps its query string, stripped of spaces; describe leaves the query out."""
+        text = MINIMAL + textwrap.dedent("""
+        callback:
+          url: '  https://ocr.example.com/cb?site=zz-query-token  '
+          listen: '0.0.0.0:9000'
+          fallback_seconds: 30.5
+        """)
+        config = load_config(write(tmp_path, text), env={})
+        assert config.callback.url == "https://ocr.example.com/cb?site=zz-query-token"
+        assert (config.callback.listen_host, config.callback.listen_port) == ("0.0.0.0", 9000)
+        assert config.callback.fallback_seconds == 30.5
+        shown = describe(config)
+        assert "url: https://ocr.example.com/cb\n" in shown and "zz-query-token" not in shown
+        assert "listen: 0.0.0.0:9000" in shown and "fallback_seconds: 30.5" in shown
+
+    def test_loopback_http_allowed(self, tmp_path: Path) -> None:
+        """Plain http is fine for a loopback callback URL (the emulator's tests)."""
+        config = load_config(write(tmp_path, MINIMAL + "callback: {url: 'http://127.0.0.1:9/cb'}\n"),
+                             env={})
+        assert config.callback.url == "http://127.0.0.1:9/cb"
+
+    def test_http_non_loopback_refused(self, tmp_path: Path) -> None:
+        """http to another host would send the callback's secret in clear text."""
+        found = problems(tmp_path, MINIMAL + "callback: {url: 'http://ocr.example.com/cb'}\n")
+        assert has(found, "callback.url", "loopback", "https://", "callback's secret", "clear text")
+
+    def test_userinfo_refused_without_echo(self, tmp_path: Path) -> None:
+        """A user name and password in the URL are refused and not shown."""
+        found = problems(tmp_path, MINIMAL + "callback: {url: 'https://bob:pw-ZZ-cb@example.com/cb'}\n")
+        assert has(found, "callback.url", "user name or password")
+        assert "pw-ZZ-cb" not in "\n".join(found) and "bob" not in "\n".join(found)
+
+    @pytest.mark.parametrize("url,words", [
+        ("https://example.com/cb#part", ("fragment",)),
+        ("https://example.com/cb?a=1#part", ("fragment",)),
+        ("ftp://example.com/cb", ("http(s)",)),
+        ("/cb", ("http(s)", "host")),
+        ("https://example.com:99999/cb", ("not a valid URL",)),
+        (8080, ("http(s)", "8080")),
+    ])
+    def test_bad_url(self, tmp_path: Path, url: object, words: tuple[str, ...]) -> None:
+        """Fragments, other schemes, relative URLs and bad ports are refused."""
+        found = problems(tmp_path, MINIMAL + f"callback: {{url: {url!r}}}\n")
+        assert has(found, "callback.url", *words)
+        assert not any("query" in p for p in found)
+
+    @pytest.mark.parametrize("listen,host,port", [
+        ("[::1]:9000", "::1", 9000),
+        ("0.0.0.0:0", "0.0.0.0", 0),
+        ("localhost:65535", "localhost", 65535),
+    ])
+    def test_listen_forms(self, tmp_path: Path, listen: str, host: str, port: int) -> None:
+        """host:port and [v6addr]:port; port 0 asks for any free port."""
+        config = load_config(write(tmp_path, MINIMAL + f"callback: {{listen: '{listen}'}}\n"), env={})
+        assert (config.callback.listen_host, config.callback.listen_port) == (host, port)
+        assert yaml.safe_load(describe(config))["callback"]["listen"] == listen
+
+    @pytest.mark.parametrize("listen", ["nohost", ":80", "h:99999", "h:x", "h:", "::1:80",
+                                        "[nothex]:80", "h:-1", 8765])
+    def test_bad_listen(self, tmp_path: Path, listen: object) -> None:
+        """A missing host or port, a port out of range and an unbracketed IPv6 address are refused."""
+        found = problems(tmp_path, MINIMAL + f"callback: {{listen: {listen!r}}}\n")
+        assert found == [f"callback.listen: must be 'host:port' or '[v6addr]:port' (quoted) with a "
+                         f"port 0..65535 (0: any free port), got {listen!r}"]
+
+    def test_fallback_must_come_before_the_poll_timeout(self, tmp_path: Path) -> None:
+        """A fallback at or after poll.timeout_seconds is refused, naming both keys."""
+        text = MINIMAL + ("poll: {timeout_seconds: 45}\n"
+                          "callback: {url: 'https://example.com/cb', fallback_seconds: 45}\n")
+        found = problems(tmp_path, text)
+        assert found == ["callback.fallback_seconds: must be < poll.timeout_seconds (45), got 45; "
+                         "a task is quarantined at poll.timeout_seconds, so the fallback query "
+                         "must come first"]
+
+    def test_default_fallback_unchecked_while_off(self, tmp_path: Path) -> None:
+        """With callbacks off, a poll.timeout_seconds below the default fallback is fine."""
+        config = load_config(write(tmp_path, MINIMAL + "poll: {timeout_seconds: 30}\n"), env={})
+        assert config.callback.url is None and config.poll.timeout_seconds == 30
+        found = problems(tmp_path, MINIMAL + ("poll: {timeout_seconds: 30}\n"
+                                              "callback: {url: 'https://example.com/cb'}\n"))
+        assert has(found, "callback.fallback_seconds", "poll.timeout_seconds (30)", "got 60")
+
+    def test_bad_fallback_and_unknown_key(self, tmp_path: Path) -> None:
+        """A non-positive fallback and an unknown key are reported together with the other problems."""
+        text = MINIMAL + ("poll: {timeout_seconds: 0}\n"
+                          "callback: {url: 'https://example.com/cb', fallback_second: 5, "
+                          "fallback_seconds: 0, listen: x}\n")
+        found = problems(tmp_path, text)
+        assert has(found, "callback.fallback_second", "unknown key", "did you mean 'fallback_seconds'")
+        assert has(found, "callback.fallback_seconds", "> 0")
+        assert has(found, "callback.listen", "host:port")
+        assert has(found, "poll.timeout_seconds", "> 0")
+        assert len(found) == 4
+
+    def test_callback_section_must_be_a_mapping(self, tmp_path: Path) -> None:
+        """The section name is known at the top level; a misspelling is suggested, a scalar refused."""
+        assert has(problems(tmp_path, MINIMAL + "callbacks: {}\n"), "callbacks", "did you mean 'callback'")
+        assert has(problems(tmp_path, MINIMAL + "callback: 'https://example.com/cb'\n"),
+                   "callback", "mapping")
+
 class TestFolderRelations:
     def base(self, **folders: str) -> str:
         lines = "\n".join(f"  {k}: {v}" for k, v in folders.items())
@@ -442,5 +554,14 @@ class TestDescribe:
         text = describe(config)
         assert "max_in_flight: 32" in text and "settle_seconds: 2.0" in text
         restored = text.replace("key: '***'", f"key: {KEY}")
+        assert load_config(write(tmp_path, restored, "again.yaml"), env={}) == \
+            Config(**{**config.__dict__, "path": (tmp_path / "again.yaml").resolve()})
+
+    def test_describe_round_trips_with_callbacks_on(self, tmp_path: Path) -> None:
+        """With callbacks on (no query string), describe() loads back to the same config too."""
+        text = MINIMAL + ("callback: {url: 'https://example.com/cb', listen: '[::1]:0', "
+                          "fallback_seconds: 20}\n")
+        config = load_config(write(tmp_path, text), env={})
+        restored = describe(config).replace("key: '***'", f"key: {KEY}")
         assert load_config(write(tmp_path, restored, "again.yaml"), env={}) == \
             Config(**{**config.__dict__, "path": (tmp_path / "again.yaml").resolve()})
