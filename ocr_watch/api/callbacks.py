@@ -1,0 +1,177 @@
+"""The receiver of the service's callbacks: where it POSTs a task's news, so nobody has to ask.
+
+Why: a query spends one request of the key's quota; a callback spends none. With callbacks a
+file costs one API call (its create) instead of two or more, so the same key finishes about
+twice the files per minute, and a result is fetched the moment it is ready. It needs the
+daemon to be reachable from the service (usually a reverse proxy in front of ``listen``), so it
+is off unless ``callback.url`` is set.
+
+Trust: anyone who can reach the port can POST. Every callback URL the daemon hands out carries
+a token derived from the API key; a POST without it is refused and changes nothing. An
+accepted callback can only finish a task the daemon is waiting for, and a lost or unreadable
+one costs nothing but time: the task is queried anyway after ``callback.fallback_seconds``.
+
+The standard library's ``http.server`` on threads of its own: its parsing is well worn, a slow
+sender never blocks the event loop, and each accepted callback reaches the loop through
+``call_soon_threadsafe``. The request line carries the token, so the server's own access log
+is silenced; the daemon logs what it does with a callback instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
+
+import structlog
+
+from .models import Task
+
+__all__ = ["CallbackReceiver", "callback_token", "callback_url"]
+
+log = structlog.get_logger("ocr_watch.callbacks")
+
+TOKEN_PARAM = "ocrw"
+MAX_BODY_BYTES = 64 * 1024
+# A sender that stops mid-request loses its thread after this long, not forever.
+READ_TIMEOUT_S = 10.0
+
+
+def callback_token(api_key: str) -> str:
+    """The secret every callback URL carries: stable across restarts (a task created before a
+    restart still calls back with it), and useless for learning the key."""
+    return hmac.new(api_key.encode(), b"ocr-watch callback v1", hashlib.sha256).hexdigest()[:32]
+
+
+def callback_url(public_url: str, token: str) -> str:
+    """``public_url`` with the token added to its query (a proxy passes a query on untouched)."""
+    parts = urlsplit(public_url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (TOKEN_PARAM, token)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Not SO_REUSEPORT: a second daemon on the same port must fail to start, not share it.
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], token: str, hand_over: Callable[[Task], None]) -> None:
+        self.token = token
+        self.hand_over = hand_over
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT_S
+    server_version = "ocr-watch"
+    sys_version = ""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        given = parse_qs(urlsplit(self.path).query).get(TOKEN_PARAM, [""])[0]
+        if not hmac.compare_digest(given.encode(), self.server.token.encode()):
+            log.warning("callback_refused", reason="missing or wrong token", peer=self.client_address[0])
+            self._answer(403, "forbidden")
+            return
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self._answer(411, "a Content-Length is required", close=True)
+            return
+        if int(length) > MAX_BODY_BYTES:
+            log.warning("callback_refused", reason=f"body of {length} bytes", peer=self.client_address[0])
+            self._answer(413, "too large", close=True)
+            return
+        task = _read_task(self.rfile.read(int(length)))
+        if task is None:
+            log.warning("callback_refused", reason="not a task envelope", peer=self.client_address[0])
+            self._answer(400, "not a task envelope")
+            return
+        self.server.hand_over(task)
+        self._answer(200, "success")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(405, "POST only")
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
+
+    def _answer(self, status: int, message: str, *, close: bool = False) -> None:
+        body = json.dumps({"status": status, "message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silenced: the request line holds the token."""
+
+
+def _read_task(body: bytes) -> Task | None:
+    """The task in a query-shaped envelope, or None if there is none to read."""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
+        return None
+    message = envelope.get("message")
+    task = Task.from_data(envelope["data"], message=message if isinstance(message, str) else "")
+    return task if task.task_id else None
+
+
+class CallbackReceiver:
+    """Listens on ``host:port`` and hands each authentic callback's task to ``deliver`` on the loop."""
+
+    def __init__(self, host: str, port: int, token: str, deliver: Callable[[Task], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._address = (host, port)
+        self._token = token
+        self._deliver = deliver
+        self._loop = loop
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where it listens (the real port once started, if 0 was asked for)."""
+        if self._server is None:
+            return self._address
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        """Bind (an OSError here means the address is unusable) and serve on a thread."""
+        self._server = _Server(self._address, self._token, self._hand_over)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="callback-receiver", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting; callbacks that come later are lost, which the fallback query covers."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self._server = self._thread = None
+
+    def _hand_over(self, task: Task) -> None:  # on a server thread
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, task)
+        except RuntimeError:  # the loop is closing: the fallback query covers it after a restart
+            pass

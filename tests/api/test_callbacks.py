@@ -1,0 +1,144 @@
+"""The callback receiver: a real server on 127.0.0.1, real HTTP requests, a real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ocr_watch.api import Task
+from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKEN = callback_token("the-api-key")
+
+
+class Running:
+    """A receiver whose loop runs on a thread, collecting what it is handed."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.delivered: list[Task] = []
+        self.arrived = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.receiver = CallbackReceiver("127.0.0.1", 0, TOKEN, self._deliver, self.loop)
+        self.receiver.start()
+
+    def _deliver(self, task: Task) -> None:
+        assert threading.current_thread() is self.thread, "deliver must run on the loop's thread"
+        self.delivered.append(task)
+        self.arrived.set()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None,
+             method: str = "POST") -> tuple[int, dict[str, Any]]:
+        conn = http.client.HTTPConnection(*self.receiver.address, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"{}")
+        finally:
+            conn.close()
+
+    def sync(self) -> None:
+        """Wait until everything handed to the loop so far has run."""
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(5)
+
+    def close(self) -> None:
+        self.receiver.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    r = Running()
+    yield r
+    r.close()
+
+
+def envelope(task_id: str = "t-1", state: int = 1, file: str | None = "https://results.test/r.txt?sig=1") -> bytes:
+    data: dict[str, Any] = {"task_id": task_id, "state": state, "progress": 100 if state == 1 else 40}
+    if file is not None:
+        data["file"] = file
+    return json.dumps({"status": 200, "message": "success", "data": data}).encode()
+
+
+def path_with(token: str) -> str:
+    return "/cb?" + callback_url("https://x.test/cb", token).split("?", 1)[1]
+
+
+def test_an_authentic_callback_reaches_the_loop_as_a_task(running: Running) -> None:
+    status, body = running.post(path_with(TOKEN), envelope("t-42"))
+    assert (status, body["status"]) == (200, 200)
+    assert running.arrived.wait(5)
+    [task] = running.delivered
+    assert (task.task_id, task.state, task.is_done, task.file_url) == ("t-42", 1, True,
+                                                                         "https://results.test/r.txt?sig=1")
+
+
+@pytest.mark.parametrize("path", ["/cb", "/cb?ocrw=", "/cb?ocrw=" + "0" * 32, "/cb?other=" + TOKEN])
+def test_a_callback_without_the_token_is_refused_and_changes_nothing(running: Running, path: str) -> None:
+    status, _ = running.post(path, envelope())
+    assert status == 403
+    running.sync()
+    assert running.delivered == []
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"not json", 400),
+    (b"[1, 2]", 400),
+    (json.dumps({"status": 200, "data": {"state": 1}}).encode(), 400),  # no task id
+    (b"x" * (64 * 1024 + 1), 413),
+])
+def test_an_unreadable_callback_is_refused(running: Running, body: bytes, status: int) -> None:
+    assert running.post(path_with(TOKEN), body)[0] == status
+    running.sync()
+    assert running.delivered == []
+
+
+def test_only_post_is_served(running: Running) -> None:
+    assert running.post(path_with(TOKEN), b"", method="GET")[0] == 405
+    running.sync()
+    assert running.delivered == []
+
+
+def test_the_token_never_reaches_the_output(running: Running, capfd: pytest.CaptureFixture[str]) -> None:
+    """http.server would print each request line (which holds the token) to stderr."""
+    running.post(path_with(TOKEN), envelope())
+    running.post(path_with(TOKEN), b"not json")
+    running.post("/cb?ocrw=wrong", envelope())
+    running.sync()
+    out, err = capfd.readouterr()
+    assert TOKEN not in out + err
+
+
+def test_stop_frees_the_port(running: Running) -> None:
+    host, port = running.receiver.address
+    running.receiver.stop()
+    again = CallbackReceiver(host, port, TOKEN, lambda task: None, running.loop)
+    again.start()  # would raise OSError (address in use) had stop left the socket open
+    again.stop()
+
+
+def test_a_taken_port_fails_at_start(running: Running) -> None:
+    host, port = running.receiver.address
+    with pytest.raises(OSError):
+        CallbackReceiver(host, port, TOKEN, lambda task: None, running.loop).start()
+
+
+def test_token_is_stable_per_key_and_hides_it() -> None:
+    assert callback_token("key-a") == callback_token("key-a") != callback_token("key-b")
+    assert "key-a" not in callback_token("key-a") and len(callback_token("key-a")) == 32
+
+
+def test_callback_url_keeps_the_users_query() -> None:
+    assert callback_url("https://h.test/p?a=1&b=", "tok") == "https://h.test/p?a=1&b=&ocrw=tok"
+    assert callback_url("https://h.test/p", "tok") == "https://h.test/p?ocrw=tok"
