@@ -164,7 +164,8 @@ class Task:
 
 @dataclasses.dataclass(frozen=True)
 class CreateOptions:
-    """Form fields sent with a new task; ``password`` is masked in ``repr``."""
+    """Form fields sent with a new task; ``password``, and the query of ``callback_url`` (it
+    carries the callback token), are masked in ``repr``."""
 
     format: str = "txt"
     language: str = "ChinesePRC,English,Digits"
@@ -173,9 +174,12 @@ class CreateOptions:
 
     def __repr__(self) -> str:
         password = None if self.password is None else "***"
+        callback = self.callback_url
+        if callback is not None and "?" in callback:
+            callback = callback.split("?", 1)[0] + "?***"
         return (
             f"CreateOptions(format={self.format!r}, language={self.language!r}, "
-            f"password={password!r}, callback_url={self.callback_url!r})"
+            f"password={password!r}, callback_url={callback!r})"
         )
 
     def form_fields(self) -> dict[str, str]:

@@ -58,3 +58,10 @@ class TestCreateOptions:
             "password": "hunter2", "callback_url": "https://cb",
         }
         assert "sync" not in CreateOptions().form_fields()
+
+    def test_callback_token_masked(self) -> None:
+        """The callback URL's query carries the callback token: repr shows the URL without it."""
+        options = CreateOptions(callback_url="https://ocr.example.com/cb?ocrw=s3cr3t-token")
+        assert "s3cr3t-token" not in repr(options)
+        assert "https://ocr.example.com/cb?***" in repr(options)
+        assert options.form_fields()["callback_url"] == "https://ocr.example.com/cb?ocrw=s3cr3t-token"
