@@ -5,6 +5,10 @@ a heap, not a sleeping coroutine or thread: one loop sleeps until the earliest d
 and only then starts a short-lived query. Tasks are keyed by task id, so two files that
 share a task (same content dropped twice) cost one query, not two.
 
+With the service's callbacks on, a task created with a callback URL is not queried at
+first: its answer comes to `deliver`, and only a task with no news after `fallback_s` is
+queried (then as usual). Whichever answer comes first settles the task; the other is dropped.
+
 The poller decides *when*; what an answer means for the files is the pool's business,
 through the two callbacks it is given.
 """
@@ -15,8 +19,9 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -27,6 +32,11 @@ from .planner import PollPlanner, Reading
 __all__ = ["Poller", "Target"]
 
 log = structlog.get_logger("ocr_watch.poller")
+
+# Callbacks for tasks not (yet) tracked: a fast task can call back before its create's answer
+# has been written down. Kept briefly, and never more than this many.
+EARLY_KEEP_S = 600.0
+EARLY_MAX = 1024
 
 
 @dataclass(slots=True)
@@ -40,6 +50,7 @@ class Target:
     queries: int = 0
     busy: bool = True  # whether the first query was planned for a busy quota
     one_reading: bool = False  # whether the next query was planned from one progress reading
+    awaiting_callback: bool = False  # created with a callback URL: the first query is a fallback
     generation: int = field(default=0)
 
 
@@ -58,10 +69,12 @@ class Poller:
         on_error: OnError,
         planner: PollPlanner,
         *,
+        fallback_s: float | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
         self._query = query
+        self._fallback_s = fallback_s
         self._on_task = on_task
         self._on_error = on_error
         self.planner = planner
@@ -72,21 +85,50 @@ class Poller:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._early: dict[str, tuple[float, Task]] = {}
+        self.callbacks_missed = 0
 
     def __len__(self) -> int:
         return len(self._targets)
 
-    def track(self, task_id: str, created_wall: float, *, busy: bool = True) -> None:
+    def track(self, task_id: str, created_wall: float, *, busy: bool = True, callback: bool = False) -> None:
         """Start polling a task (idempotent: a second file on the same task changes nothing).
 
-        `busy` says whether other files are waiting for the quota (see planner.py).
+        `busy` says whether other files are waiting for the quota (see planner.py);
+        `callback`, that the task was created with a callback URL, so it is queried only if
+        no callback settles it within the fallback time.
         """
         if task_id in self._targets:
             return
-        target = Target(task_id, created_wall, busy=busy)
+        fallback = self._fallback_s if callback else None
+        target = Target(task_id, created_wall, busy=busy, awaiting_callback=fallback is not None)
         self._targets[task_id] = target
+        early = self._early.pop(task_id, None)
+        if early is not None:
+            self._spawn(self._settle(target, early[1]), f"callback {task_id}")
+            return
         age = max(0.0, self._wall() - created_wall)
-        self._schedule(target, max(0.0, self.planner.first_delay(busy=busy) - age))
+        first = fallback if fallback is not None else self.planner.first_delay(busy=busy)
+        self._schedule(target, max(0.0, first - age))
+
+    def deliver(self, task: Task) -> None:
+        """A callback's news of a task. A final state settles it now; a query would say no
+        more. Progress is left alone: the fallback query is planned already."""
+        if task.is_pending:
+            return
+        target = self._targets.get(task.task_id)
+        if target is None:
+            self._keep_early(task)
+            return
+        self._spawn(self._settle(target, task), f"callback {task.task_id}")
+
+    def _keep_early(self, task: Task) -> None:
+        now = self._mono()
+        for task_id, (seen, _) in list(self._early.items()):
+            if seen > now - EARLY_KEEP_S and len(self._early) < EARLY_MAX:
+                break  # insertion order: the rest are younger
+            del self._early[task_id]
+        self._early[task.task_id] = (now, task)
 
     def forget(self, task_id: str) -> None:
         self._targets.pop(task_id, None)
@@ -112,9 +154,7 @@ class Poller:
                     target = self._targets.get(task_id)
                     if target is None or target.generation != generation:
                         continue  # forgotten, or rescheduled since
-                    job = asyncio.create_task(self._poll(target), name=f"poll {task_id}")
-                    self._running.add(job)
-                    job.add_done_callback(self._reap)
+                    self._spawn(self._poll(target), f"poll {task_id}")
                 timeout = self._heap[0][0] - now if self._heap else None
                 self._wake.clear()
                 try:
@@ -126,6 +166,11 @@ class Poller:
                 job.cancel()
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        job = asyncio.create_task(coro, name=name)
+        self._running.add(job)
+        job.add_done_callback(self._reap)
 
     def _reap(self, job: asyncio.Task[None]) -> None:
         self._running.discard(job)
@@ -142,16 +187,17 @@ class Poller:
             if retry_in is not None and target.task_id in self._targets:
                 self._schedule(target, retry_in)
             return
+        if self._targets.get(target.task_id) is not target:
+            return  # settled by a callback while this query was out
         target.errors = 0
-        # The age when the query was sent: waiting for a token is not processing time.
-        sent = task.sent_at if task.sent_at is not None else self._wall()
-        age = max(0.0, sent - target.created_wall)
-        if target.queries == 1:
+        if target.awaiting_callback and target.queries == 1:
+            self._fallback_answered(target, task)
+        elif target.queries == 1:
             self.planner.first_outcome(not task.is_pending, busy=target.busy)
         elif target.one_reading:
             self.planner.one_reading_outcome(not task.is_pending)
         if task.is_pending:
-            reading = Reading(age, task.progress)
+            reading = Reading(self._age_when_sent(target, task), task.progress)
             delay = self.planner.next_delay(reading, target.last)
             target.one_reading = self.planner.one_reading(reading, target.last)
             target.last = reading
@@ -159,7 +205,28 @@ class Poller:
             if target.task_id in self._targets:
                 self._schedule(target, delay)
             return
+        await self._settle(target, task)
+
+    async def _settle(self, target: Target, task: Task) -> None:
+        """A final answer, from a query or a callback: the first one ends the task."""
+        if self._targets.get(target.task_id) is not target:
+            return
         if task.is_done:
-            self.planner.record_done(age, target.last)
+            self.planner.record_done(self._age_when_sent(target, task), target.last)
         self.forget(target.task_id)
         await self._on_task(target, task)
+
+    def _age_when_sent(self, target: Target, task: Task) -> float:
+        """The task's age when the query was sent (waiting for a token is not processing
+        time), or now, for a callback, which the service sends as the task changes."""
+        sent = task.sent_at if task.sent_at is not None else self._wall()
+        return max(0.0, sent - target.created_wall)
+
+    def _fallback_answered(self, target: Target, task: Task) -> None:
+        """A fallback query finding the task over means its callback did not reach us."""
+        if task.is_pending:
+            return
+        self.callbacks_missed += 1
+        log.warning("callback_missing", task_id=target.task_id, age_s=round(self.age(target), 1),
+                    missed=self.callbacks_missed,
+                    hint="check that callback.url reaches callback.listen from the internet")

@@ -15,7 +15,8 @@ Rules that keep the users' three promises:
 - *It keeps up.* At most `max_in_flight` files are between create and finish; one token
   bucket in the client spaces every API call; queries (priority 0) go before creates
   (priority 1) so finished results are fetched first; the planner queries when a task is
-  likely done instead of every second.
+  likely done instead of every second; with callbacks on, the service says when, and a
+  query is only the fallback for a callback that never came.
 
 What an error means is decided in `policy.py`; how a source leaves the inbox, in
 `endings.py`. This module moves each file from step to step and writes the journal.
@@ -105,6 +106,7 @@ class Pool:
                 min_interval_s=settings.poll_min_interval_s,
                 max_interval_s=settings.poll_max_interval_s,
             ),
+            fallback_s=settings.callback_fallback_s,
             wall=wall,
         )
         self.account_problem: str | None = None
@@ -345,7 +347,8 @@ class Pool:
         self._service_answered()
         log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))
-        self.poller.track(task_id, created, busy=self._quota_busy())
+        self.poller.track(task_id, created, busy=self._quota_busy(),
+                          callback=self.settings.create_options.callback_url is not None)
 
     async def _query(self, task_id: str) -> Task:
         await self._account_ok.wait()

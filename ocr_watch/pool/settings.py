@@ -28,6 +28,9 @@ class PoolSettings:
     max_attempts: int
     backoff_initial_s: float
     backoff_max_s: float
+    # With callbacks on (create_options carries a callback URL): when a task that has not
+    # called back is queried anyway. None: callbacks are off.
+    callback_fallback_s: float | None = None
     poll_max_interval_s: float = 30.0
     # A result URL is valid for an hour; reuse one for identical content only well inside that.
     result_reuse_s: float = 45 * 60.0
