@@ -19,6 +19,7 @@ import structlog
 
 from ocr_watch import config as cfgmod
 from ocr_watch import logs
+from ocr_watch.api.callbacks import callback_token
 from ocr_watch.progress import ProgressLine
 
 __all__ = ["main"]
@@ -50,10 +51,14 @@ def _load(path: Path) -> cfgmod.Config | None:
         config = cfgmod.load_config(path)
         cfgmod.prepare_folders(config)
     except cfgmod.ConfigError as exc:
-        for problem in exc.problems:
-            print(f"ocr-watch: config error: {problem}", file=sys.stderr)
+        _print_problems(exc)
         return None
     return config
+
+
+def _print_problems(exc: cfgmod.ConfigError) -> None:
+    for problem in exc.problems:
+        print(f"ocr-watch: config error: {problem}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(cfgmod.describe(config), end="")
         return 0
     secrets = [config.api.key.reveal()] + ([config.ocr.password.reveal()] if config.ocr.password else [])
+    if config.callback.url:
+        secrets.append(callback_token(config.api.key.reveal()))
     logs.configure(config.log_level, secrets=secrets)
     from ocr_watch.daemon import serve
 
@@ -76,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = ProgressLine(sys.stderr) if once and sys.stderr.isatty() else None
     try:
         outcome = asyncio.run(serve(config, once=once, on_progress=progress.update if progress else None))
+    except cfgmod.ConfigError as exc:  # found only when starting, e.g. callback.listen is taken
+        _print_problems(exc)
+        return EXIT_CONFIG
     except Exception:
         structlog.get_logger("ocr_watch").exception("internal_error")
         return EXIT_INTERNAL

@@ -25,6 +25,7 @@ import structlog
 from ocr_watch import config as cfgmod
 from ocr_watch.admission import Admission
 from ocr_watch.api import CreateOptions, PicWishClient
+from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
 from ocr_watch.journal import Journal
 from ocr_watch.pool import Pool, PoolSettings
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY, PlannerMemory
@@ -58,13 +59,16 @@ class Outcome:
 
 def pool_settings(config: cfgmod.Config) -> PoolSettings:
     password = config.ocr.password.reveal() if config.ocr.password else None
+    callback = config.callback
+    url = callback_url(callback.url, callback_token(config.api.key.reveal())) if callback.url else None
     return PoolSettings(
         inbox=config.folders.inbox,
         outbox=config.folders.outbox,
         quarantine=config.folders.quarantine,
         archive=config.folders.archive,
         on_success=config.on_success,
-        create_options=CreateOptions(format=config.ocr.format, language=config.ocr.language, password=password),
+        create_options=CreateOptions(format=config.ocr.format, language=config.ocr.language, password=password,
+                                     callback_url=url),
         max_in_flight=config.pool.max_in_flight,
         queue_size=config.pool.queue_size,
         poll_min_interval_s=config.poll.interval_seconds,
@@ -72,6 +76,7 @@ def pool_settings(config: cfgmod.Config) -> PoolSettings:
         max_attempts=config.retry.max_attempts,
         backoff_initial_s=config.retry.backoff_initial_seconds,
         backoff_max_s=config.retry.backoff_max_seconds,
+        callback_fallback_s=callback.fallback_seconds if url else None,
     )
 
 
@@ -105,6 +110,7 @@ async def serve(
 
     watcher = InboxWatcher(config.folders.inbox, report_from_watcher,
                            mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds)
+    receiver = _receiver(config, pool, loop)
     outcome = Outcome()
 
     def snapshot() -> Outcome:
@@ -131,6 +137,8 @@ async def serve(
         asyncio.create_task(memory.keep(), name="planner-memory"),
     ]
     try:
+        if receiver is not None:
+            _listen(receiver)
         if not once:
             await asyncio.to_thread(watcher.start)
         admission.spawn_scan()
@@ -155,6 +163,9 @@ async def serve(
     finally:
         log.info("stopping", in_flight=pool.in_flight, queued=pool.queue.qsize())
         await asyncio.to_thread(watcher.stop)
+        if receiver is not None:
+            # Callbacks from now on are lost; a restart queries those tasks.
+            await asyncio.to_thread(receiver.stop)
         await pool.shutdown(SHUTDOWN_GRACE_S)
         for task in tasks:
             task.cancel()
@@ -173,6 +184,25 @@ async def serve(
     log.info("stopped", done=outcome.done, quarantined=outcome.quarantined,
              seconds=round(time.monotonic() - started, 3), account_problem=outcome.account_problem)
     return outcome
+
+
+def _receiver(config: cfgmod.Config, pool: Pool, loop: asyncio.AbstractEventLoop) -> CallbackReceiver | None:
+    if not config.callback.url:
+        return None
+    return CallbackReceiver(config.callback.listen_host, config.callback.listen_port,
+                            callback_token(config.api.key.reveal()), pool.poller.deliver, loop)
+
+
+def _listen(receiver: CallbackReceiver) -> None:
+    """Start the callback receiver; a port that cannot be had is a configuration problem."""
+    host, port = receiver.address
+    try:
+        receiver.start()
+    except OSError as exc:
+        raise cfgmod.ConfigError(
+            [f"callback.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"]) from None
+    host, port = receiver.address
+    log.info("callbacks_listening", host=host, port=port)
 
 
 async def _rescan(admission: Admission, every_s: float) -> None:

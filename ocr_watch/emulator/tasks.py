@@ -276,7 +276,7 @@ class TaskStore:
                     "format": t.fmt, "created_t": t.created_wall, "done_t": self.done_wall(t), "state": state,
                     "progress": progress, "duration": t.duration, "queries": t.queries, "downloads": t.downloads,
                     "first_download_t": t.first_download_t, "forgotten": self.is_forgotten(t, retention),
-                    "result_url": t.result_url,
+                    "result_url": t.result_url, "callback_url": t.callback_url,
                 })
             return out
 

@@ -1,0 +1,86 @@
+"""Callbacks end to end: a real `ocr-watch run`, the emulator POSTing to the daemon's receiver."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ocr_watch.api.callbacks import callback_token
+from ocr_watch.emulator import Emulator, render_result
+from tests.conftest import EMU_KEY, wait_for
+from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+
+pytestmark = pytest.mark.timeout(90)
+
+FILES = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def drop_and_finish(workspace: Workspace, daemon: Daemon, timeout: float = 40) -> list[bytes]:
+    daemon.wait_event("watching")
+    data = [png_bytes(i) for i in range(FILES)]
+    for i, d in enumerate(data):
+        workspace.drop(f"scan{i}.png", d)
+    wait_for(lambda: len(workspace.files(workspace.archive)) == FILES, timeout, what="every source archived")
+    for i, d in enumerate(data):
+        assert (workspace.outbox / f"scan{i}.txt").read_bytes() == render_result(sha256(d), f"scan{i}.png", "txt")
+    return data
+
+
+def test_with_callbacks_a_file_costs_one_api_call(
+    workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+) -> None:
+    """Every task is settled by its callback: one create per file, no query, every result whole."""
+    port = free_port()
+    daemon = daemon_factory(workspace.write_config(
+        callback={"url": f"http://127.0.0.1:{port}/ocr/cb", "listen": f"127.0.0.1:{port}", "fallback_seconds": 30},
+    )).start()
+    drop_and_finish(workspace, daemon)
+    assert daemon.terminate() == 0
+    stats = emulator.stats()
+    assert (stats["creates"], stats["queries"], stats["callbacks_failed"]) == (FILES, 0, 0)
+    assert stats["callbacks_sent"] >= FILES
+    callback_urls = {t["callback_url"] for t in emulator.tasks()}
+    assert callback_urls == {f"http://127.0.0.1:{port}/ocr/cb?ocrw={callback_token(EMU_KEY)}"}
+    log = workspace.root.joinpath("daemon.log").read_text()
+    assert callback_token(EMU_KEY) not in log and EMU_KEY not in log
+    assert not [e for e in daemon.events() if e.get("event") == "callback_missing"]
+
+
+def test_callbacks_that_never_arrive_are_covered_by_the_fallback_query(
+    workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+) -> None:
+    """callback.url leads nowhere (a proxy misconfigured): every file still finishes, by a
+    query after callback.fallback_seconds, and the log says callbacks are missing."""
+    port, nowhere = free_port(), free_port()
+    daemon = daemon_factory(workspace.write_config(
+        callback={"url": f"http://127.0.0.1:{nowhere}/cb", "listen": f"127.0.0.1:{port}", "fallback_seconds": 0.5},
+    )).start()
+    drop_and_finish(workspace, daemon)
+    assert daemon.terminate() == 0
+    stats = emulator.stats()
+    assert stats["creates"] == FILES and stats["queries"] >= FILES and stats["callbacks_failed"] >= FILES
+    assert len([e for e in daemon.events() if e.get("event") == "callback_missing"]) == FILES
+
+
+def test_a_taken_listen_port_stops_start_up_naming_the_key(workspace: Workspace) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = workspace.write_config(
+            callback={"url": f"http://127.0.0.1:{port}/cb", "listen": f"127.0.0.1:{port}", "fallback_seconds": 5})
+        done = subprocess.run([sys.executable, "-m", "ocr_watch", "run", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"callback.listen: cannot listen on 127.0.0.1:{port}" in done.stderr
