@@ -4,11 +4,14 @@
     python bench/throughput.py --processing-seconds 10      # the slow-service run
     python bench/throughput.py --files 5 --vendor-files 3 --naive-files 3 --processing-seconds 0.3
 
-Three workloads, each against its own emulator process (same settings, same seed), run
-concurrently by default so the wall time is the longest one, not the sum (--sequential to
-run them one after another; the rate limit, not the CPU, bounds all three):
+Four workloads, each against its own emulator process and key quota (same settings, same
+seed), run concurrently by default so the wall time is the longest one, not the sum
+(--sequential to run them one after another; the rate limit, not the CPU, bounds them all):
 
-- ocr-watch: the daemon (`python -m ocr_watch run`), every file already in the inbox.
+- ocr-watch: the daemon (`python -m ocr_watch run`), every file already in the inbox, polling
+  (the default: it needs nothing but outbound HTTPS).
+- ocr-watch+callbacks: the same, with `callback.url` set: the emulator POSTs each task's
+  changes to the daemon's receiver, and a query is only the fallback (--no-callbacks skips it).
 - vendor: the vendor's Python sample's algorithm, one file at a time: create, query at once
   and then every 1 s until state 1 or < 0, download.
 - naive: the same files as ocr-watch, all tasks in flight up to --max-in-flight, each queried
@@ -26,6 +29,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -64,19 +68,26 @@ def make_files(folder: Path, n: int, tag: str) -> list[Path]:
 # -- the workloads ----------------------------------------------------------------------------
 
 
-def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str, Any]) -> None:
+def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str, Any],
+                  callbacks: bool = False) -> None:
     ws = Workspace(prefix="bench-throughput-")
     try:
         for i in range(args.files):
             (ws.inbox / f"doc{i:04d}.png").write_bytes(png_bytes(i))
+        extra: dict[str, Any] = {}
+        if callbacks:
+            port = free_port()
+            extra["callback"] = {"url": f"http://127.0.0.1:{port}/ocr-watch/callback",
+                                 "listen": f"127.0.0.1:{port}", "fallback_seconds": 60}
         config = ws.write_config(
             emu.base_url,
             api={"requests_per_second": args.rps},
             pool={"max_in_flight": args.max_in_flight},
             poll={"interval_seconds": args.poll_interval, "timeout_seconds": 300},
             watch={"mode": "native"},
+            **extra,
         )
-        result["config"] = {k: config[k] for k in ("pool", "poll", "watch")}
+        result["config"] = {k: config[k] for k in ("pool", "poll", "watch", *extra)}
         daemon = Daemon(ws).start()
         t0 = time.monotonic()
         try:
@@ -86,8 +97,9 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
         finally:
             result["exit"] = daemon.stop()
         result["quarantined"] = ws.count(ws.quarantine)
+        result["callbacks_missing"] = daemon.poll_log()["callback_missing"]
         result.update(api_figures(emu, args.files))
-        if args.dump:
+        if args.dump and not callbacks:
             dump = Path(args.dump)
             dump.mkdir(parents=True, exist_ok=True)
             (dump / "requests.json").write_text(json.dumps(emu.requests()))
@@ -95,6 +107,16 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
             shutil.copy(daemon.log_path, dump / "daemon.log")
     finally:
         ws.cleanup()
+
+
+def run_ocr_watch_callbacks(args: argparse.Namespace, emu: EmulatorProc, result: dict[str, Any]) -> None:
+    run_ocr_watch(args, emu, result, callbacks=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run_vendor(args: argparse.Namespace, emu: EmulatorProc, result: dict[str, Any]) -> None:
@@ -183,7 +205,8 @@ def main() -> int:
                         help="files through the naive client [the same workload as ocr-watch: --files]")
     parser.add_argument("--max-in-flight", type=int, default=32, help="daemon pool.max_in_flight, and the naive client's")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="daemon poll.interval_seconds")
-    parser.add_argument("--sequential", action="store_true", help="run the three workloads one after another")
+    parser.add_argument("--sequential", action="store_true", help="run the workloads one after another")
+    parser.add_argument("--no-callbacks", action="store_true", help="skip the ocr-watch+callbacks workload")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--dump", help="folder to save ocr-watch's emulator request log, tasks and daemon log")
     args = parser.parse_args()
@@ -192,8 +215,11 @@ def main() -> int:
 
     report = Report(f"Throughput at quota: {args.files} files, processing {args.processing_seconds:g} s "
                     f"+- {args.jitter:.0%}, {args.rps:g} req/s")
-    results: dict[str, dict[str, Any]] = {"ocr-watch": {}, "vendor": {}, "naive": {}}
-    runners = {"ocr-watch": run_ocr_watch, "vendor": run_vendor, "naive": run_naive}
+    runners = {"ocr-watch": run_ocr_watch, "ocr-watch+callbacks": run_ocr_watch_callbacks,
+               "vendor": run_vendor, "naive": run_naive}
+    if args.no_callbacks:
+        del runners["ocr-watch+callbacks"]
+    results: dict[str, dict[str, Any]] = {name: {} for name in runners}
     emulators = {name: EmulatorProc(rps=args.rps, processing_seconds=args.processing_seconds,
                                     jitter=args.jitter, seed=1) for name in runners}
     errors: dict[str, BaseException] = {}
@@ -225,44 +251,55 @@ def main() -> int:
             print(f"{name} failed: {exc!r}", file=sys.stderr)
         return 2
 
-    ow, ven, nai = results["ocr-watch"], results["vendor"], results["naive"]
-    vendor_ratio = ow["files_per_min"] / ven["files_per_min"]
-    naive_ratio = ow["files_per_min"] / nai["files_per_min"]
-    report.figure("ocr-watch files per minute", ow["files_per_min"], "{:.1f}", "files/min")
-    report.figure("ocr-watch vs vendor (rate ratio)", vendor_ratio, "{:.2f}", "x", ">= 3x", vendor_ratio >= 3)
-    report.figure("ocr-watch vs naive (rate ratio)", naive_ratio, "{:.2f}", "x", ">= 1.5x", naive_ratio >= 1.5)
-    report.figure("ocr-watch API calls per file", ow["calls_per_file"], "{:.2f}", "", "<= 2.6",
-                  ow["calls_per_file"] <= 2.6)
-    report.figure("ocr-watch 429s received", ow["status_429"], "{}", "", "0", ow["status_429"] == 0)
-    report.figure("ocr-watch done-to-downloaded p50", ow["done_to_dl_p50"], "{:.3f}", "s", "<= 1.5 s",
-                  ow["done_to_dl_p50"] <= 1.5)
-    report.figure("ocr-watch done-to-downloaded p95", ow["done_to_dl_p95"], "{:.3f}", "s")
-    # The rest of ocr-watch's figures as ratios too: what each baseline's rate costs in calls
-    # and in waiting (below 1: ocr-watch spends fewer calls, or its results wait less).
-    for name, r in (("vendor", ven), ("naive", nai)):
-        report.figure(f"ocr-watch vs {name} (calls per file ratio)", ow["calls_per_file"] / r["calls_per_file"],
-                      "{:.2f}", "x")
-        if r["done_to_dl_p50"] > 0:
-            report.figure(f"ocr-watch vs {name} (done-to-downloaded p50 ratio)",
-                          ow["done_to_dl_p50"] / r["done_to_dl_p50"], "{:.2f}", "x")
-    report.figure("ocr-watch achieved API req/s", ow["api_calls"] / ow["span_s"], "{:.2f}", "req/s")
-    report.figure("ocr-watch daemon CPU", ow["daemon_cpu_s"], "{:.1f}", "s")
+    ven, nai = results["vendor"], results["naive"]
+    for label in ("ocr-watch", "ocr-watch+callbacks"):
+        if label in results:
+            report_ocr_watch(report, label, results[label], ven, nai)
     for name, r in (("vendor", ven), ("naive", nai)):
         report.figure(f"{name} files per minute ({r['files']} files)", r["files_per_min"], "{:.1f}", "files/min")
         report.figure(f"{name} API calls per file", r["calls_per_file"], "{:.2f}")
         report.figure(f"{name} 429s received", r["status_429"], "{}")
         report.figure(f"{name} done-to-downloaded p50/p95", f"{r['done_to_dl_p50']:.3f}/{r['done_to_dl_p95']:.3f}",
                       unit="s")
-    report.note(f"ocr-watch: {ow['files']} files, span {ow['span_s']:.1f} s (first API request to last "
-                f"download), {ow['creates']} creates, statuses {ow['statuses']}, {ow['quarantined']} "
-                f"quarantined, daemon exit {ow['exit']}")
-    report.note(f"ocr-watch config: {ow['config']}")
+    for label in ("ocr-watch", "ocr-watch+callbacks"):
+        if label in results:
+            ow = results[label]
+            report.note(f"{label}: {ow['files']} files, span {ow['span_s']:.1f} s (first API request to last "
+                        f"download), {ow['creates']} creates, statuses {ow['statuses']}, {ow['quarantined']} "
+                        f"quarantined, {ow['callbacks_missing']} callbacks missing, daemon exit {ow['exit']}")
+            report.note(f"{label} config: {ow['config']}")
     report.note(f"vendor: {ven['files']} files one at a time, span {ven['span_s']:.1f} s, failed {ven['failed']}; "
                 f"naive: {nai['files']} files, {args.max_in_flight} in flight, span {nai['span_s']:.1f} s, "
                 f"failed {nai['failed']}; workloads ran {'sequentially' if args.sequential else 'concurrently'}, "
                 "each against its own emulator process")
     report.print()
     return 1 if report.missed else 0
+
+
+def report_ocr_watch(report: Report, label: str, ow: dict[str, Any], ven: dict[str, Any],
+                     nai: dict[str, Any]) -> None:
+    """One ocr-watch workload's figures, each beside its target, and as ratios to both baselines."""
+    vendor_ratio = ow["files_per_min"] / ven["files_per_min"]
+    naive_ratio = ow["files_per_min"] / nai["files_per_min"]
+    report.figure(f"{label} files per minute", ow["files_per_min"], "{:.1f}", "files/min")
+    report.figure(f"{label} vs vendor (rate ratio)", vendor_ratio, "{:.2f}", "x", ">= 3x", vendor_ratio >= 3)
+    report.figure(f"{label} vs naive (rate ratio)", naive_ratio, "{:.2f}", "x", ">= 1.5x", naive_ratio >= 1.5)
+    report.figure(f"{label} API calls per file", ow["calls_per_file"], "{:.2f}", "", "<= 2.6",
+                  ow["calls_per_file"] <= 2.6)
+    report.figure(f"{label} 429s received", ow["status_429"], "{}", "", "0", ow["status_429"] == 0)
+    report.figure(f"{label} done-to-downloaded p50", ow["done_to_dl_p50"], "{:.3f}", "s", "<= 1.5 s",
+                  ow["done_to_dl_p50"] <= 1.5)
+    report.figure(f"{label} done-to-downloaded p95", ow["done_to_dl_p95"], "{:.3f}", "s")
+    # The rest of the figures as ratios too: what each baseline's rate costs in calls and in
+    # waiting (below 1: ocr-watch spends fewer calls, or its results wait less).
+    for name, r in (("vendor", ven), ("naive", nai)):
+        report.figure(f"{label} vs {name} (calls per file ratio)", ow["calls_per_file"] / r["calls_per_file"],
+                      "{:.2f}", "x")
+        if r["done_to_dl_p50"] > 0:
+            report.figure(f"{label} vs {name} (done-to-downloaded p50 ratio)",
+                          ow["done_to_dl_p50"] / r["done_to_dl_p50"], "{:.2f}", "x")
+    report.figure(f"{label} achieved API req/s", ow["api_calls"] / ow["span_s"], "{:.2f}", "req/s")
+    report.figure(f"{label} daemon CPU", ow["daemon_cpu_s"], "{:.1f}", "s")
 
 
 if __name__ == "__main__":

@@ -33,9 +33,15 @@ def test_throughput_smoke() -> None:
     for figure in ("ocr-watch files per minute", "ocr-watch vs vendor (rate ratio)", "ocr-watch vs naive (rate ratio)",
                    "ocr-watch API calls per file", "ocr-watch 429s received", "ocr-watch done-to-downloaded p50",
                    "vendor files per minute", "naive files per minute",
-                   "ocr-watch vs naive (calls per file ratio)", "ocr-watch vs vendor (done-to-downloaded p50 ratio)"):
+                   "ocr-watch vs naive (calls per file ratio)", "ocr-watch vs vendor (done-to-downloaded p50 ratio)",
+                   "ocr-watch+callbacks files per minute", "ocr-watch+callbacks vs naive (rate ratio)",
+                   "ocr-watch+callbacks API calls per file"):
         assert figure in out
     assert "target >= 3x" in out and "target <= 2.6" in out
+    # Every task of the callbacks workload was settled by its callback: five creates, no query.
+    [line] = [line for line in out.splitlines() if line.startswith("  note: ocr-watch+callbacks: 5 files")]
+    assert "statuses {'200': 5}" in line and "0 callbacks missing" in line
+    assert "'callback': {'url': 'http://127.0.0.1:" in out
 
 
 @pytest.mark.timeout(120)
