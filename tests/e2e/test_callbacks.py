@@ -26,15 +26,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def drop_and_finish(workspace: Workspace, daemon: Daemon, timeout: float = 40) -> list[bytes]:
+def run_with_callbacks(workspace: Workspace, daemon_factory: Callable[[Path], Daemon], *, url: str,
+                       listen_port: int, fallback_seconds: float) -> Daemon:
+    """Start a daemon with callbacks on, drop FILES files, wait until every one is finished
+    with the emulator's exact result bytes, and stop it cleanly."""
+    daemon = daemon_factory(workspace.write_config(callback={
+        "url": url, "listen": f"127.0.0.1:{listen_port}", "fallback_seconds": fallback_seconds})).start()
     daemon.wait_event("watching")
     data = [png_bytes(i) for i in range(FILES)]
     for i, d in enumerate(data):
         workspace.drop(f"scan{i}.png", d)
-    wait_for(lambda: len(workspace.files(workspace.archive)) == FILES, timeout, what="every source archived")
+    wait_for(lambda: len(workspace.files(workspace.archive)) == FILES, 40, what="every source archived")
     for i, d in enumerate(data):
         assert (workspace.outbox / f"scan{i}.txt").read_bytes() == render_result(sha256(d), f"scan{i}.png", "txt")
-    return data
+    assert daemon.terminate() == 0
+    return daemon
 
 
 def test_with_callbacks_a_file_costs_one_api_call(
@@ -42,11 +48,8 @@ def test_with_callbacks_a_file_costs_one_api_call(
 ) -> None:
     """Every task is settled by its callback: one create per file, no query, every result whole."""
     port = free_port()
-    daemon = daemon_factory(workspace.write_config(
-        callback={"url": f"http://127.0.0.1:{port}/ocr/cb", "listen": f"127.0.0.1:{port}", "fallback_seconds": 30},
-    )).start()
-    drop_and_finish(workspace, daemon)
-    assert daemon.terminate() == 0
+    daemon = run_with_callbacks(workspace, daemon_factory, url=f"http://127.0.0.1:{port}/ocr/cb",
+                                listen_port=port, fallback_seconds=30)
     stats = emulator.stats()
     assert (stats["creates"], stats["queries"], stats["callbacks_failed"]) == (FILES, 0, 0)
     assert stats["callbacks_sent"] >= FILES
@@ -63,11 +66,8 @@ def test_callbacks_that_never_arrive_are_covered_by_the_fallback_query(
     """callback.url leads nowhere (a proxy misconfigured): every file still finishes, by a
     query after callback.fallback_seconds, and the log says callbacks are missing."""
     port, nowhere = free_port(), free_port()
-    daemon = daemon_factory(workspace.write_config(
-        callback={"url": f"http://127.0.0.1:{nowhere}/cb", "listen": f"127.0.0.1:{port}", "fallback_seconds": 0.5},
-    )).start()
-    drop_and_finish(workspace, daemon)
-    assert daemon.terminate() == 0
+    daemon = run_with_callbacks(workspace, daemon_factory, url=f"http://127.0.0.1:{nowhere}/cb",
+                                listen_port=port, fallback_seconds=0.5)
     stats = emulator.stats()
     assert stats["creates"] == FILES and stats["queries"] >= FILES and stats["callbacks_failed"] >= FILES
     assert len([e for e in daemon.events() if e.get("event") == "callback_missing"]) == FILES

@@ -4,7 +4,9 @@ and whichever answer comes first is the only one acted on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -56,52 +58,46 @@ class Service:
                 await self.changed.wait()
 
 
-async def running(service: Service, fallback_s: float) -> tuple[Poller, asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def running(service: Service, fallback_s: float) -> AsyncIterator[Poller]:
     poller = Poller(service.query, service.on_task, service.on_error,
                     PollPlanner(min_interval_s=0.05, max_interval_s=0.2), fallback_s=fallback_s)
-    return poller, asyncio.create_task(poller.run())
-
-
-async def stop(runner: asyncio.Task[None]) -> None:
-    runner.cancel()
-    await asyncio.gather(runner, return_exceptions=True)
+    runner = asyncio.create_task(poller.run())
+    try:
+        yield poller
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
 
 
 async def test_a_callback_settles_the_task_without_a_query() -> None:
     service = Service()
-    poller, runner = await running(service, fallback_s=30.0)
-    try:
+    async with running(service, fallback_s=30.0) as poller:
         poller.track("t1", time.time(), callback=True)
         poller.deliver(Task("t1", 4, 50))  # progress: nothing to do yet
         poller.deliver(Task("t1", DONE, 100, URL))
         await service.until(lambda: service.settled)
         assert service.settled == [("t1", DONE)]
         assert service.queries == [] and len(poller) == 0 and poller.callbacks_missed == 0
-    finally:
-        await stop(runner)
 
 
 async def test_without_a_callback_the_task_is_queried_at_the_fallback_and_reported() -> None:
     service = Service()
     service.state = DONE
-    poller, runner = await running(service, fallback_s=0.3)
-    try:
+    async with running(service, fallback_s=0.3) as poller:
         started = time.monotonic()
         poller.track("t1", time.time(), callback=True)
         await service.until(lambda: service.settled)
         assert time.monotonic() - started >= 0.3, "queried before the fallback time"
         assert service.queries == ["t1"] and service.settled == [("t1", DONE)]
         assert poller.callbacks_missed == 1
-    finally:
-        await stop(runner)
 
 
 async def test_a_callback_during_a_query_is_acted_on_once() -> None:
     service = Service()
     service.state = DONE
     service.hold = asyncio.Event()
-    poller, runner = await running(service, fallback_s=0.05)
-    try:
+    async with running(service, fallback_s=0.05) as poller:
         poller.track("t1", time.time(), callback=True)
         await service.until(lambda: service.queries)  # the fallback query is out, held
         poller.deliver(Task("t1", DONE, 100, URL))
@@ -111,31 +107,23 @@ async def test_a_callback_during_a_query_is_acted_on_once() -> None:
             await asyncio.sleep(0)
         assert service.settled == [("t1", DONE)]
         assert poller.callbacks_missed == 0
-    finally:
-        await stop(runner)
 
 
 async def test_a_callback_before_the_task_is_tracked_is_kept_for_it() -> None:
     """A fast task can call back before its create's answer is written down."""
     service = Service()
-    poller, runner = await running(service, fallback_s=30.0)
-    try:
+    async with running(service, fallback_s=30.0) as poller:
         poller.deliver(Task("t1", -7, 0))
         poller.track("t1", time.time(), callback=True)
         await service.until(lambda: service.settled)
         assert service.settled == [("t1", -7)] and service.queries == []
-    finally:
-        await stop(runner)
 
 
 async def test_a_task_created_without_a_callback_url_is_polled_as_usual() -> None:
     """Resumed tasks and tasks from before callbacks were turned on have no callback coming."""
     service = Service()
     service.state = DONE
-    poller, runner = await running(service, fallback_s=30.0)
-    try:
+    async with running(service, fallback_s=30.0) as poller:
         poller.track("t1", time.time() - 60)
         await service.until(lambda: service.settled)
         assert service.queries == ["t1"] and poller.callbacks_missed == 0
-    finally:
-        await stop(runner)
