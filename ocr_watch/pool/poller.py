@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -51,12 +52,17 @@ class Target:
     busy: bool = True  # whether the first query was planned for a busy quota
     one_reading: bool = False  # whether the next query was planned from one progress reading
     awaiting_callback: bool = False  # created with a callback URL: the first query is a fallback
+    called_back: bool = False  # a callback came (one saying done without a URL still asks a query)
     generation: int = field(default=0)
 
 
 Query = Callable[[str], Awaitable[Task]]
 OnTask = Callable[[Target, Task], Awaitable[None]]
 OnError = Callable[[Target, ApiError], Awaitable[float | None]]
+
+
+def _is_web_url(url: str | None) -> bool:
+    return url is not None and urlsplit(url).scheme in ("http", "https")
 
 
 class Poller:
@@ -105,7 +111,7 @@ class Poller:
         self._targets[task_id] = target
         early = self._early.pop(task_id, None)
         if early is not None:
-            self._spawn(self._settle(target, early[1]), f"callback {task_id}")
+            self._act_on_callback(target, early[1])
             return
         age = max(0.0, self._wall() - created_wall)
         first = fallback if fallback is not None else self.planner.first_delay(busy=busy)
@@ -119,6 +125,15 @@ class Poller:
         target = self._targets.get(task.task_id)
         if target is None:
             self._keep_early(task)
+            return
+        self._act_on_callback(target, task)
+
+    def _act_on_callback(self, target: Target, task: Task) -> None:
+        target.called_back = True
+        if task.is_done and not _is_web_url(task.file_url):
+            # Done, but not where the result is (the vendor's callback sample shows a bare
+            # file name): a query now says where, for one call.
+            self._schedule(target, 0.0)
             return
         self._spawn(self._settle(target, task), f"callback {task.task_id}")
 
@@ -224,7 +239,7 @@ class Poller:
 
     def _fallback_answered(self, target: Target, task: Task) -> None:
         """A fallback query finding the task over means its callback did not reach us."""
-        if task.is_pending:
+        if task.is_pending or target.called_back:
             return
         self.callbacks_missed += 1
         log.warning("callback_missing", task_id=target.task_id, age_s=round(self.age(target), 1),

@@ -33,6 +33,7 @@ class Service:
         self.queries: list[str] = []
         self.hold: asyncio.Event | None = None
         self.settled: list[tuple[str, int]] = []
+        self.urls: list[str | None] = []
         self.changed = asyncio.Event()
 
     async def query(self, task_id: str) -> Task:
@@ -46,6 +47,7 @@ class Service:
     async def on_task(self, target: Target, task: Task) -> None:
         if not task.is_pending:
             self.settled.append((task.task_id, task.state))
+            self.urls.append(task.file_url)
             self.changed.set()
 
     async def on_error(self, target: Target, exc: ApiError) -> float | None:
@@ -127,3 +129,15 @@ async def test_a_task_created_without_a_callback_url_is_polled_as_usual() -> Non
         poller.track("t1", time.time() - 60)
         await service.until(lambda: service.settled)
         assert service.queries == ["t1"] and poller.callbacks_missed == 0
+
+
+async def test_a_done_callback_without_a_result_url_asks_one_query_at_once() -> None:
+    """The vendor's callback sample shows `file` as a bare name: the query says where it is."""
+    service = Service()
+    service.state = DONE
+    async with running(service, fallback_s=30.0) as poller:
+        poller.track("t1", time.time(), callback=True)
+        poller.deliver(Task("t1", DONE, 100, "t1.txt"))
+        await service.until(lambda: service.settled, timeout=5)
+        assert service.queries == ["t1"] and service.settled == [("t1", DONE)] and service.urls == [URL]
+        assert poller.callbacks_missed == 0
