@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +69,10 @@ class _Server(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver would print a traceback to stderr; a log line, redacted, instead."""
+        log.error("callback_failed", peer=str(client_address[0]), error=repr(sys.exc_info()[1]))
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -142,3 +142,21 @@ def test_token_is_stable_per_key_and_hides_it() -> None:
 def test_callback_url_keeps_the_users_query() -> None:
     assert callback_url("https://h.test/p?a=1&b=", "tok") == "https://h.test/p?a=1&b=&ocrw=tok"
     assert callback_url("https://h.test/p", "tok") == "https://h.test/p?ocrw=tok"
+
+
+def test_a_handler_crash_is_a_log_line_not_a_traceback(running: Running, capfd: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """socketserver prints a traceback to stderr for a crashed handler; ours logs one line."""
+    import ocr_watch.api.callbacks as callbacks
+
+    def crash(body: bytes) -> Task:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(callbacks, "_read_task", crash)
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        running.post(path_with(TOKEN), envelope())
+    out, err = capfd.readouterr()
+    assert "callback_failed" in out + err and "boom" in out + err
+    assert "Traceback" not in out + err and TOKEN not in out + err
+    running.sync()
+    assert running.delivered == []
