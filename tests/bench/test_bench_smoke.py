@@ -70,9 +70,10 @@ def test_memory_smoke() -> None:
 
 @pytest.mark.timeout(120)
 def test_client_cpu_smoke() -> None:
-    out = run_bench("client_cpu.py", "--files", "40", "--warm", "10")
+    out = run_bench("client_cpu.py", "--files", "40", "--warm", "10", "--bare-httpx")
     assert "client CPU per file" in out and "of which system" in out
     assert "40 results written of 40" in out
+    assert "plain httpx, same requests: CPU per file" in out
 
 
 @pytest.mark.timeout(120)
