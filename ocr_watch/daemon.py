@@ -57,10 +57,9 @@ class Outcome:
         return EXIT_QUARANTINED if self.quarantined else EXIT_OK
 
 
-def pool_settings(config: cfgmod.Config) -> PoolSettings:
+def pool_settings(config: cfgmod.Config, url: str | None = None) -> PoolSettings:
+    """`url`: the callback URL given to the service, token included; None: callbacks off."""
     password = config.ocr.password.reveal() if config.ocr.password else None
-    callback = config.callback
-    url = callback_url(callback.url, callback_token(config.api.key.reveal())) if callback.url else None
     return PoolSettings(
         inbox=config.folders.inbox,
         outbox=config.folders.outbox,
@@ -76,7 +75,7 @@ def pool_settings(config: cfgmod.Config) -> PoolSettings:
         max_attempts=config.retry.max_attempts,
         backoff_initial_s=config.retry.backoff_initial_seconds,
         backoff_max_s=config.retry.backoff_max_seconds,
-        callback_fallback_s=callback.fallback_seconds if url else None,
+        callback_fallback_s=config.callback.fallback_seconds if url else None,
     )
 
 
@@ -95,7 +94,12 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
-    settings = pool_settings(config)
+    # One token for the URL the service is given and for the receiver that checks it.
+    token = url = None
+    if config.callback.url:
+        token = callback_token(config.api.key.reveal())
+        url = callback_url(config.callback.url, token)
+    settings = pool_settings(config, url)
     journal = Journal(config.state_dir / "journal.sqlite3")
     client = PicWishClient(config.api.base_url, config.api.key.reveal(),
                            requests_per_second=config.api.requests_per_second)
@@ -110,7 +114,8 @@ async def serve(
 
     watcher = InboxWatcher(config.folders.inbox, report_from_watcher,
                            mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds)
-    receiver = _receiver(config, pool, loop)
+    receiver = None if token is None else CallbackReceiver(
+        config.callback.listen_host, config.callback.listen_port, token, pool.poller.deliver, loop)
     outcome = Outcome()
 
     def snapshot() -> Outcome:
@@ -184,13 +189,6 @@ async def serve(
     log.info("stopped", done=outcome.done, quarantined=outcome.quarantined,
              seconds=round(time.monotonic() - started, 3), account_problem=outcome.account_problem)
     return outcome
-
-
-def _receiver(config: cfgmod.Config, pool: Pool, loop: asyncio.AbstractEventLoop) -> CallbackReceiver | None:
-    if not config.callback.url:
-        return None
-    return CallbackReceiver(config.callback.listen_host, config.callback.listen_port,
-                            callback_token(config.api.key.reveal()), pool.poller.deliver, loop)
 
 
 def _listen(receiver: CallbackReceiver) -> None:
