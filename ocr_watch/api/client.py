@@ -12,6 +12,7 @@ redirect, and never appears in a message or ``repr``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email.utils
 import mimetypes
@@ -25,7 +26,7 @@ from typing import IO, Any, Literal, NoReturn
 
 import httpx
 
-from ocr_watch.results.fsops import atomic_writer
+from ocr_watch.results.fsops import AtomicFile
 
 from .errors import (
     AccountError,
@@ -347,11 +348,19 @@ class PicWishClient:
         """Fetch a result URL (no key, no token) into ``dest`` atomically; return bytes written.
 
         The body goes to a hidden temp file beside ``dest``, is checked against
-        Content-Length, fsynced and renamed; the temp file is removed on any failure.
+        Content-Length, fsynced and renamed; the temp file is removed on any failure. The
+        fsyncs and the rename run in a thread: on a slow or network disk they take long
+        enough to stall every other file's requests if done on the loop.
         """
         self._calls["download"] += 1
-        with atomic_writer(pathlib.Path(dest)) as out:
-            return await self._stream_to(url, out)
+        target = AtomicFile(pathlib.Path(dest))
+        try:
+            written = await self._stream_to(url, target.file)
+        except BaseException:
+            target.discard()
+            raise
+        await asyncio.to_thread(target.commit)
+        return written
 
     async def _stream_to(self, url: str, out: IO[bytes]) -> int:
         written = 0

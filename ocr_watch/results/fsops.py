@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from ocr_watch.results.naming import sibling_candidates
 
-__all__ = ["atomic_write_bytes", "atomic_writer", "fsync_dir", "move_no_clobber", "remove_stale_temps",
+__all__ = ["AtomicFile", "atomic_write_bytes", "atomic_writer", "fsync_dir", "move_no_clobber", "remove_stale_temps",
            "temp_path_for"]
 
 # Ours (``.<name>.ocrw-<8 hex>.part``), and the download temps (``.<name>.<12 hex>.part``) the
@@ -71,22 +71,52 @@ def _create_temp(path: Path) -> tuple[int, Path]:
             continue
 
 
+class AtomicFile:
+    """A new version of ``path`` being written under a hidden temp name.
+
+    The steps are separate calls so that an async caller can write on its event loop and
+    hand the slow, blocking part (:meth:`commit`: fsync, rename, fsync of the folder) to a
+    thread; on a network share that part can take far longer than the writes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd, self._temp = _create_temp(path)
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+
+    def commit(self) -> None:
+        """Make the written bytes ``path``: fsync, rename, fsync of the folder. On failure the
+        temp file is removed and ``path`` is as it was."""
+        try:
+            with self.file:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self._temp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        """Give up: close and remove the temp file; ``path`` is untouched."""
+        try:
+            self.file.close()
+        finally:
+            self._temp.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """A file to write ``path``'s new content into; a reader or a crash sees the old file or
-    the whole new one. Leaving the block normally makes it ``path`` (fsync, rename, fsync of
-    the folder); an exception removes the temp file and leaves ``path`` as it was."""
-    fd, temp = _create_temp(path)
+    the whole new one. Leaving the block normally commits it; an exception removes the temp
+    file and leaves ``path`` as it was."""
+    target = AtomicFile(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
+        yield target.file
     except BaseException:
-        temp.unlink(missing_ok=True)
+        target.discard()
         raise
-    fsync_dir(path.parent)
+    target.commit()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

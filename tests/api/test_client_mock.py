@@ -238,6 +238,47 @@ class TestDownload:
         assert caught.value.errno == errno.EIO
         assert dest.read_bytes() == b"hello"  # renamed whole; only its durability is in doubt
 
+    def test_a_slow_fsync_does_not_hold_up_other_requests(
+        self, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """On a network share an fsync can take seconds; it runs in a thread, so while the
+        result's fsync is held a query goes out and is answered, and the file appears only
+        once the fsync is let go. With the fsync on the loop, the query never leaves."""
+        import os
+        import stat
+        import threading
+
+        fsync_started, release = threading.Event(), threading.Event()
+        real_fsync = os.fsync
+
+        def held_for_files(fd: int) -> None:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                fsync_started.set()
+                if not release.wait(5):
+                    raise OSError("the test never released the fsync: it was blocking the loop")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", held_for_files)
+        dest = tmp_path / "out.txt"
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            if request.url.host == "results.example.test":
+                return httpx.Response(200, content=b"hello")
+            return envelope(200, data={"task_id": "task-2", "state": 1})
+
+        async def work(client: PicWishClient) -> tuple[Any, ...]:
+            download = asyncio.create_task(client.download_result(self.URL, dest))
+            assert await asyncio.to_thread(fsync_started.wait, 5)
+            task = await client.get_task("task-2")
+            present_while_held = dest.exists()
+            release.set()
+            return task.state, present_while_held, await download
+
+        (state, present_while_held, written), seen, _ = run(answer, work)
+        assert (state, present_while_held, written) == (1, False, 5)
+        assert [r.url.host for r in seen] == ["results.example.test", "api.example.test"]
+        assert dest.read_bytes() == b"hello"
+
     @pytest.mark.parametrize(
         ("response", "cls"),
         [
