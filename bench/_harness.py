@@ -12,6 +12,7 @@ import math
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,19 @@ def png_bytes(n: int, size: int = 200) -> bytes:
 def command_line() -> str:
     """The exact command that produced this run."""
     return shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for the daemon's callback receiver)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def callback_section(port: int) -> dict[str, Any]:
+    """The daemon's ``callback:`` config for an emulator on this machine."""
+    return {"url": f"http://127.0.0.1:{port}/ocr-watch/callback", "listen": f"127.0.0.1:{port}",
+            "fallback_seconds": 60}
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition") -> T:

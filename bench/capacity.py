@@ -2,12 +2,17 @@
 
     python bench/capacity.py                 # 2,000 small files
     python bench/capacity.py --files 50      # smoke
+    python bench/capacity.py --callbacks     # the emulator POSTs each task's news to the daemon
 
 Emulator instant (processing 0) and unlimited (--rps 0), in its own process. The daemon is
 started on an empty inbox; once it is watching, the files (made beforehand in a staging
 folder on the same file system) are renamed into the inbox as fast as possible. Rate = files
 / (first rename .. last source archived). CPU = the daemon's utime+stime from
 /proc/<pid>/stat, after start-up (taken once it is watching) to the end.
+
+With --callbacks the daemon sets `callback.url` and its receiver settles tasks; the emulator
+posts every state change, one connection each, so the receiver's
+cost is counted in the daemon's CPU.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (Daemon, EmulatorProc, Report, Workspace, png_bytes, proc_cpu_seconds,  # noqa: E402
-                      proc_cpu_split, wait_until)
+from _harness import (Daemon, EmulatorProc, Report, Workspace, callback_section, free_port,  # noqa: E402
+                      png_bytes, proc_cpu_seconds, proc_cpu_split, wait_until)
 
 
 def main() -> int:
@@ -41,9 +46,12 @@ def main() -> int:
     parser.add_argument("--gil", action="store_true",
                         help="with --profile: sample only the thread holding the GIL (where Python's CPU goes)")
     parser.add_argument("--keep-log", help="copy the daemon's log here")
+    parser.add_argument("--callbacks", action="store_true",
+                        help="set callback.url: tasks are settled by the emulator's POSTs, not by queries")
     args = parser.parse_args()
 
-    report = Report(f"Pipeline capacity: {args.files} small files, emulator instant and unlimited")
+    mode = ", callbacks" if args.callbacks else ""
+    report = Report(f"Pipeline capacity: {args.files} small files, emulator instant and unlimited{mode}")
     emu = EmulatorProc(rps=0, processing_seconds=0)
     ws = Workspace(prefix="bench-capacity-")
     try:
@@ -54,6 +62,7 @@ def main() -> int:
             poll={"interval_seconds": args.poll_interval},
             watch={"mode": "native", "settle_seconds": 0.2},
             log_level=args.log_level,
+            **({"callback": callback_section(free_port())} if args.callbacks else {}),
         )
         staged = []
         for i in range(args.files):
@@ -106,6 +115,8 @@ def main() -> int:
     report.figure("  of which system (kernel)", split[1], "{:.2f}", "s")
     report.figure("daemon CPU incl. start-up", total_cpu, "{:.2f}", "s")
     report.figure("emulator CPU in that time (own process)", emu_cpu, "{:.2f}", "s")
+    report.note(f"emulator queries {stats['queries']}, callbacks sent {stats['callbacks_sent']} "
+                f"(failed {stats['callbacks_failed']}), callback_missing {daemon.counts['callback_missing']}")
     report.note(f"drops took {t_dropped:.2f} s; emulator creates {stats['creates']}, "
                 f"429s {stats['status_counts'].get('429', 0)}; done {daemon.counts['file_done']}, "
                 f"quarantined {daemon.counts['file_quarantined']}; daemon exit {code}")

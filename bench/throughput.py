@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -47,6 +46,8 @@ from _harness import (  # noqa: E402
     Report,
     Workspace,
     api_figures,
+    callback_section,
+    free_port,
     png_bytes,
     wait_until,
 )
@@ -76,9 +77,7 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
             (ws.inbox / f"doc{i:04d}.png").write_bytes(png_bytes(i))
         extra: dict[str, Any] = {}
         if callbacks:
-            port = free_port()
-            extra["callback"] = {"url": f"http://127.0.0.1:{port}/ocr-watch/callback",
-                                 "listen": f"127.0.0.1:{port}", "fallback_seconds": 60}
+            extra["callback"] = callback_section(free_port())
         config = ws.write_config(
             emu.base_url,
             api={"requests_per_second": args.rps},
@@ -111,12 +110,6 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
 
 def run_ocr_watch_callbacks(args: argparse.Namespace, emu: EmulatorProc, result: dict[str, Any]) -> None:
     run_ocr_watch(args, emu, result, callbacks=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_vendor(args: argparse.Namespace, emu: EmulatorProc, result: dict[str, Any]) -> None:

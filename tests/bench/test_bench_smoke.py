@@ -59,6 +59,16 @@ def test_capacity_smoke() -> None:
     assert "daemon CPU per file" in out and "target <= 5 ms" in out
     assert "pool.max_in_flight=64" in out
     assert "of which user (Python)" in out and "of which system (kernel)" in out
+    assert "emulator queries 50, callbacks sent 0 " in out
+
+
+@pytest.mark.timeout(120)
+def test_capacity_smoke_with_callbacks() -> None:
+    """Every task settled by a callback: the daemon never had to ask."""
+    out = run_bench("capacity.py", "--files", "20", "--callbacks")
+    assert "unlimited, callbacks ==" in out
+    assert "emulator queries 0, " in out and "callback_missing 0" in out
+    assert "emulator creates 20, 429s 0; done 20, quarantined 0" in out
 
 
 @pytest.mark.timeout(120)
