@@ -14,7 +14,9 @@ one costs nothing but time: the task is queried anyway after ``callback.fallback
 The standard library's ``http.server`` on threads of its own: its parsing is well worn, a slow
 sender never blocks the event loop, and each accepted callback reaches the loop through
 ``call_soon_threadsafe``. The request line carries the token, so the server's own access log
-is silenced; the daemon logs what it does with a callback instead.
+is silenced; the daemon logs what it does with a callback instead. A thread per connection is
+bounded (``MAX_CONNECTIONS``) and an idle one is dropped after ``READ_TIMEOUT_S``: the port
+faces the internet, and a flood of connections must not cost the daemon its memory.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,6 +46,14 @@ TOKEN_PARAM = "ocrw"
 MAX_BODY_BYTES = 64 * 1024
 # A sender that stops mid-request loses its thread after this long, not forever.
 READ_TIMEOUT_S = 10.0
+# The port faces the internet: past this many open connections (a thread each) a new one is
+# answered 503 and closed at once, so a flood costs a refusal, not a thread per connection.
+MAX_CONNECTIONS = 64
+_BUSY_BODY = b'{"status": 503, "message": "busy"}'
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+# At most one warning a minute about connections turned away, with their count.
+_WARN_EVERY_S = 60.0
 
 
 def callback_token(api_key: str) -> str:
@@ -66,9 +77,44 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], token: str, hand_over: Callable[[Task], None]) -> None:
         self.token = token
         self.hand_over = hand_over
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._turned_away = 0
+        self._warned_at: float | None = None
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hand the connection to a thread of its own, if one of the slots is free."""
+        if not self._slots.acquire(blocking=False):
+            self._turn_away(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _turn_away(self, request: socket.socket, client_address: Any) -> None:
+        # On the accepting thread: a short timeout, so a peer that reads nothing cannot hold it.
+        try:
+            request.settimeout(1.0)
+            request.sendall(_BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+        self._turned_away += 1
+        now = time.monotonic()
+        if self._warned_at is None or now - self._warned_at >= _WARN_EVERY_S:
+            log.warning("callback_refused", reason=f"over {MAX_CONNECTIONS} connections open",
+                        turned_away=self._turned_away, peer=str(client_address[0]))
+            self._turned_away, self._warned_at = 0, now
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """socketserver would print a traceback to stderr; a log line, redacted, instead."""

@@ -160,3 +160,40 @@ def test_a_handler_crash_is_a_log_line_not_a_traceback(running: Running, capfd: 
     assert "Traceback" not in out + err and TOKEN not in out + err
     running.sync()
     assert running.delivered == []
+
+
+def test_connections_past_the_cap_are_turned_away_until_one_closes(
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """The port faces the internet: idle connections hold their threads, but only up to the
+    cap; the next one is answered 503 at once. Once they close, callbacks are served again."""
+    import socket
+    import time
+
+    import ocr_watch.api.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "MAX_CONNECTIONS", 3)
+    running = Running()
+    try:
+        idle = [socket.create_connection(running.receiver.address, timeout=5) for _ in range(3)]
+        with socket.create_connection(running.receiver.address, timeout=5) as extra:
+            answer = b""
+            while chunk := extra.recv(4096):  # the server closes after its answer
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in answer
+        out, err = capfd.readouterr()
+        assert "callback_refused" in out + err and "over 3 connections open" in out + err
+
+        for conn in idle:
+            conn.close()
+        deadline = time.monotonic() + 5
+        while True:  # the held threads see the close and give their slots back
+            try:
+                status, _ = running.post(path_with(TOKEN), envelope("t-after"))
+            except ConnectionError:
+                status = 503  # turned away before the request was read: the close reset it
+            if status != 503 or time.monotonic() > deadline:
+                break
+        assert status == 200
+        assert running.arrived.wait(5) and [t.task_id for t in running.delivered] == ["t-after"]
+    finally:
+        running.close()
