@@ -55,8 +55,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def callback_section(port: int) -> dict[str, Any]:
-    """The daemon's ``callback:`` config for an emulator on this machine."""
+def callback_section() -> dict[str, Any]:
+    """The daemon's ``callback:`` config for an emulator on this machine, on a free port."""
+    port = free_port()
     return {"url": f"http://127.0.0.1:{port}/ocr-watch/callback", "listen": f"127.0.0.1:{port}",
             "fallback_seconds": 60}
 

@@ -11,8 +11,7 @@ folder on the same file system) are renamed into the inbox as fast as possible. 
 /proc/<pid>/stat, after start-up (taken once it is watching) to the end.
 
 With --callbacks the daemon sets `callback.url` and its receiver settles tasks; the emulator
-posts every state change, one connection each, so the receiver's
-cost is counted in the daemon's CPU.
+posts every state change, one connection each, and the receiver's cost is in the daemon's CPU.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (Daemon, EmulatorProc, Report, Workspace, callback_section, free_port,  # noqa: E402
+from _harness import (Daemon, EmulatorProc, Report, Workspace, callback_section,  # noqa: E402
                       png_bytes, proc_cpu_seconds, proc_cpu_split, wait_until)
 
 
@@ -62,7 +61,7 @@ def main() -> int:
             poll={"interval_seconds": args.poll_interval},
             watch={"mode": "native", "settle_seconds": 0.2},
             log_level=args.log_level,
-            **({"callback": callback_section(free_port())} if args.callbacks else {}),
+            **({"callback": callback_section()} if args.callbacks else {}),
         )
         staged = []
         for i in range(args.files):

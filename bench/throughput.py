@@ -47,7 +47,6 @@ from _harness import (  # noqa: E402
     Workspace,
     api_figures,
     callback_section,
-    free_port,
     png_bytes,
     wait_until,
 )
@@ -77,7 +76,7 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
             (ws.inbox / f"doc{i:04d}.png").write_bytes(png_bytes(i))
         extra: dict[str, Any] = {}
         if callbacks:
-            extra["callback"] = callback_section(free_port())
+            extra["callback"] = callback_section()
         config = ws.write_config(
             emu.base_url,
             api={"requests_per_second": args.rps},
