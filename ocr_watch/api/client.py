@@ -353,12 +353,8 @@ class PicWishClient:
         enough to stall every other file's requests if done on the loop.
         """
         self._calls["download"] += 1
-        target = AtomicFile(pathlib.Path(dest))
-        try:
+        with AtomicFile(pathlib.Path(dest)) as target:
             written = await self._stream_to(url, target.file)
-        except BaseException:
-            target.discard()
-            raise
         await asyncio.to_thread(target.commit)
         return written
 

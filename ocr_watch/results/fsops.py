@@ -23,18 +23,16 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ocr_watch.results.naming import sibling_candidates
 
-__all__ = ["AtomicFile", "atomic_write_bytes", "atomic_writer", "fsync_dir", "move_no_clobber", "remove_stale_temps",
+__all__ = ["AtomicFile", "atomic_write_bytes", "fsync_dir", "move_no_clobber", "remove_stale_temps",
            "temp_path_for"]
 
 # Ours (``.<name>.ocrw-<8 hex>.part``), and the download temps (``.<name>.<12 hex>.part``) the
-# API client named itself until it used atomic_writer: an upgrade after a crash may find
+# API client named itself until it used AtomicFile: an upgrade after a crash may find
 # them. Both only ever live in folders we own.
 _TEMP_RE = re.compile(r"^\..+\.(?:ocrw-[0-9a-f]{8}|[0-9a-f]{12})\.part$")
 # link() errors meaning "this filesystem (or policy) does not do hard links here": fall back to
@@ -72,11 +70,13 @@ def _create_temp(path: Path) -> tuple[int, Path]:
 
 
 class AtomicFile:
-    """A new version of ``path`` being written under a hidden temp name.
+    """A new version of ``path`` being written under a hidden temp name; a reader or a crash
+    sees the old file or the whole new one.
 
-    The steps are separate calls so that an async caller can write on its event loop and
-    hand the slow, blocking part (:meth:`commit`: fsync, rename, fsync of the folder) to a
-    thread; on a network share that part can take far longer than the writes.
+    Write to ``file`` inside ``with``: an exception there removes the temp file. After the
+    block, :meth:`commit` (fsync, rename, fsync of the folder) makes it ``path``. The steps
+    are apart so that an async caller can write on its event loop and commit in a thread: on
+    a network share the commit can take far longer than the writes.
     """
 
     def __init__(self, path: Path) -> None:
@@ -84,9 +84,16 @@ class AtomicFile:
         fd, self._temp = _create_temp(path)
         self.file: BinaryIO = os.fdopen(fd, "wb")
 
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.discard()
+
     def commit(self) -> None:
-        """Make the written bytes ``path``: fsync, rename, fsync of the folder. On failure the
-        temp file is removed and ``path`` is as it was."""
+        """Make the written bytes ``path``. On failure the temp file is removed and ``path``
+        is as it was."""
         try:
             with self.file:
                 self.file.flush()
@@ -105,25 +112,12 @@ class AtomicFile:
             self._temp.unlink(missing_ok=True)
 
 
-@contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """A file to write ``path``'s new content into; a reader or a crash sees the old file or
-    the whole new one. Leaving the block normally commits it; an exception removes the temp
-    file and leaves ``path`` as it was."""
-    target = AtomicFile(path)
-    try:
-        yield target.file
-    except BaseException:
-        target.discard()
-        raise
-    target.commit()
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader or a crash sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(path) as f:
-        f.write(data)
+    with AtomicFile(path) as target:
+        target.file.write(data)
+    target.commit()
 
 
 def move_no_clobber(src: Path, dst: Path) -> Path:
