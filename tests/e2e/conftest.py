@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +27,13 @@ def png_bytes(n: int, size: int = 200) -> bytes:
     """A distinct 'PNG' per n (the emulator sniffs the magic; the rest is payload)."""
     body = f"image number {n}\n".encode() * (size // 16 + 1)
     return PNG + body[:size]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def sha256(data: bytes) -> str:

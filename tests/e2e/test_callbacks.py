@@ -13,17 +13,11 @@ import pytest
 from ocr_watch.api.callbacks import callback_token
 from ocr_watch.emulator import Emulator, render_result
 from tests.conftest import EMU_KEY, wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+from tests.e2e.conftest import Daemon, Workspace, free_port, png_bytes, sha256
 
 pytestmark = pytest.mark.timeout(90)
 
 FILES = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_with_callbacks(workspace: Workspace, daemon_factory: Callable[[Path], Daemon], *, url: str,

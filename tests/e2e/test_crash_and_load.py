@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from ocr_watch.emulator import Emulator, EmulatorSettings, render_result
 from tests.conftest import EMU_KEY, wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+from tests.e2e.conftest import Daemon, Workspace, free_port, png_bytes, sha256
 
 pytestmark = pytest.mark.slow
 
@@ -99,17 +98,11 @@ def test_200_files_at_10_requests_per_second_keep_the_rate_without_a_429(
     assert 9.0 <= rate <= 10.5, f"achieved {rate:.2f} req/s against a limit of 10"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.timeout(120)
 def test_files_wait_while_the_service_is_down_and_go_when_it_is_back(
     tmp_path: Path, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     workspace = Workspace(tmp_path, f"http://127.0.0.1:{port}")
     workspace.inbox.mkdir()
     daemon = daemon_factory(workspace.write_config()).start()
