@@ -38,6 +38,7 @@ __all__ = [
     "Secret",
     "WatchSettings",
     "describe",
+    "listen_text",
     "load_config",
     "prepare_folders",
 ]
@@ -556,7 +557,8 @@ def _check_listen(r: _Reader) -> Callable[[str, Any], tuple[str, int] | None]:
     return check
 
 
-def _listen_text(host: str, port: int) -> str:
+def listen_text(host: str, port: int) -> str:
+    """How a listen address is written in the config, and so in messages about it."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -710,7 +712,7 @@ def describe(config: Config) -> str:
         # The url without its query string: the query may carry a token of the user's.
         "callback": {"url": None if config.callback.url is None
                      else urlsplit(config.callback.url)._replace(query="").geturl(),
-                     "listen": _listen_text(config.callback.listen_host, config.callback.listen_port),
+                     "listen": listen_text(config.callback.listen_host, config.callback.listen_port),
                      "fallback_seconds": config.callback.fallback_seconds},
         "watch": {"mode": config.watch.mode,
                   "poll_interval_seconds": config.watch.poll_interval_seconds,

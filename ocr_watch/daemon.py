@@ -198,7 +198,7 @@ def _listen(receiver: CallbackReceiver) -> None:
         receiver.start()
     except OSError as exc:
         raise cfgmod.ConfigError(
-            [f"callback.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"]) from None
+            [f"callback.listen: cannot listen on {cfgmod.listen_text(host, port)}: {exc.strerror or exc}"]) from None
     host, port = receiver.address
     log.info("callbacks_listening", host=host, port=port)
 

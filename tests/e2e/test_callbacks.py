@@ -67,14 +67,23 @@ def test_callbacks_that_never_arrive_are_covered_by_the_fallback_query(
     assert len([e for e in daemon.events() if e.get("event") == "callback_missing"]) == FILES
 
 
-def test_a_taken_listen_port_stops_start_up_naming_the_key(workspace: Workspace) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize(("family", "host", "shown"), [
+    (socket.AF_INET, "127.0.0.1", "127.0.0.1:{port}"),
+    (socket.AF_INET6, "::1", "[::1]:{port}"),
+], ids=["ipv4", "ipv6"])
+def test_a_taken_listen_port_stops_start_up_naming_the_key(
+        workspace: Workspace, family: socket.AddressFamily, host: str, shown: str) -> None:
+    with socket.socket(family) as taken:
+        try:
+            taken.bind((host, 0))
+        except OSError as exc:
+            pytest.skip(f"no {host} here: {exc}")
         taken.listen()
         port = taken.getsockname()[1]
+        listen = shown.format(port=port)
         config = workspace.write_config(
-            callback={"url": f"http://127.0.0.1:{port}/cb", "listen": f"127.0.0.1:{port}", "fallback_seconds": 5})
+            callback={"url": f"http://{listen}/cb", "listen": listen, "fallback_seconds": 5})
         done = subprocess.run([sys.executable, "-m", "ocr_watch", "run", "--config", str(config)],
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert f"callback.listen: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert f"callback.listen: cannot listen on {listen}:" in done.stderr
