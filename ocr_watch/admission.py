@@ -3,7 +3,9 @@
 Runs on the event loop. Reports arrive from the watcher thread (through
 `call_soon_threadsafe`) and from scans; each path is checked against the ignore rules,
 waits in the settle tracker until it is finished being written, and is then recorded in the
-journal once. A path that already has a live row, or a file that already finished with the
+journal once. The `stat` calls all this needs run in a thread, a batch at a time: an inbox
+on a network share answers each one in a network round trip, and 10,000 of those on the
+loop would stall every upload, query and download for as long. A path that already has a live row, or a file that already finished with the
 very same stamp (kept in place by `on_success: keep`), is not admitted again: that is the
 idempotent repository that keeps a rescan from paying twice.
 """
@@ -20,7 +22,7 @@ from pathlib import Path, PurePosixPath
 import structlog
 
 from ocr_watch.intake.filters import ignore_reason
-from ocr_watch.intake.identity import FileStamp, stamp
+from ocr_watch.intake.identity import FileStamp
 from ocr_watch.intake.stability import SettleTracker
 from ocr_watch.journal import Journal
 from ocr_watch.watch import scan_files
@@ -48,10 +50,15 @@ class Admission:
         self.journal = journal
         self._enqueue = enqueue
         self._options_key = options_key
-        self._tracker = SettleTracker(settle_s)
+        # The tracker's re-check reads stamps fetched in the batch's thread, not the disk.
+        self._fetched: dict[Path, FileStamp | OSError] = {}
+        self._tracker = SettleTracker(settle_s, restat=self._fetched_stamp)
         self._activity = activity
         self._mono = mono
         self._wake = asyncio.Event()
+        # Reports not yet looked at: relative path -> its latest reason.
+        self._pending: dict[str, str] = {}
+        self._stepping = False
         self._scans = 0
         self.admitted = 0
         # When a file was first reported, for drop-to-upload measurements in the logs.
@@ -59,32 +66,21 @@ class Admission:
 
     @property
     def idle(self) -> bool:
-        return len(self._tracker) == 0 and self._scans == 0
+        return len(self._tracker) == 0 and self._scans == 0 and not self._pending and not self._stepping
 
     def report(self, rel: str, reason: str) -> None:
-        """Called on the loop for every event or scan hit; cheap, never blocks for long."""
+        """Called on the loop for every event or scan hit; no I/O, so it never blocks."""
         if reason == "dir":
             self.spawn_scan(rel)
             return
-        path = self.inbox / rel
-        if reason == "gone":
-            self._tracker.forget(path)
+        if reason != "gone" and ignore_reason(PurePosixPath(rel)) is not None:
             return
-        if ignore_reason(PurePosixPath(rel)) is not None:
-            return
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            self._tracker.forget(path)
-            return
-        except OSError as exc:
-            log.warning("stat_failed", file=rel, error=str(exc))
-            return
-        if not stat.S_ISREG(st.st_mode):
-            return
-        current = FileStamp.from_stat(st)
-        self._reported_at.setdefault(rel, self._mono())
-        self._tracker.seen(path, current, self._mono(), closed=reason == "closed")
+        # The last report of a batch wins: a file closed and then written to again is not
+        # closed. A "gone" waits for the next batch too, so it cannot overtake a stat
+        # already being read.
+        self._pending[rel] = reason
+        if reason != "gone":
+            self._reported_at.setdefault(rel, self._mono())
         self._wake.set()
 
     def spawn_scan(self, below: str = "") -> asyncio.Task[None]:
@@ -108,9 +104,10 @@ class Admission:
     async def run(self) -> None:
         """Admit files as they settle; sleep exactly until the next one may be ready."""
         while True:
-            for path in self._tracker.due(self._mono()):
-                self._admit(path)
+            await self._step()
             self._activity.set()
+            if self._pending:
+                continue  # reported while this batch was being read
             deadline = self._tracker.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._mono())
             self._wake.clear()
@@ -119,15 +116,60 @@ class Admission:
             except TimeoutError:
                 pass
 
-    def _admit(self, path: Path) -> None:
+    async def _step(self) -> None:
+        """One batch: read the stamps it needs in one thread, then settle and admit on the loop."""
+        batch, self._pending = self._pending, {}
+        # One clock reading for the batch: due() must not look past the stamps read for it.
+        now = self._mono()
+        wanted = list(dict.fromkeys([*(self.inbox / rel for rel, reason in batch.items() if reason != "gone"),
+                                     *self._tracker.expiring(now)]))
+        self._stepping = True
+        try:
+            if wanted:
+                self._fetched.update(await asyncio.to_thread(_read_stamps, wanted))
+            for rel, reason in batch.items():
+                self._note(rel, reason, now)
+            due = self._tracker.due(now)
+            unread = [path for path in due if path not in self._fetched]
+            if unread:  # not expected: due files were reported or re-checked in this batch
+                self._fetched.update(await asyncio.to_thread(_read_stamps, unread))
+            for path in due:
+                self._admit(path, self._fetched[path])
+        finally:
+            self._fetched.clear()
+            self._stepping = False
+
+    def _fetched_stamp(self, path: Path) -> FileStamp:
+        found = self._fetched.get(path)
+        if found is None:
+            # Not read for this batch (not expected). Not FileNotFoundError, which would drop
+            # the file: any other error hands it on, and _step reads it before admitting.
+            raise OSError(f"{path}: stamp not read in this batch")
+        if isinstance(found, OSError):
+            raise found
+        return found
+
+    def _note(self, rel: str, reason: str, now: float) -> None:
+        path = self.inbox / rel
+        found = self._fetched.get(path)
+        if reason == "gone" or isinstance(found, FileNotFoundError):
+            self._tracker.forget(path)
+            self._reported_at.pop(rel, None)
+            return
+        if isinstance(found, OSError):
+            log.warning("stat_failed", file=rel, error=str(found))
+            return
+        if found is None or found is _NOT_A_FILE:
+            return
+        self._tracker.seen(path, found, now, closed=reason == "closed")
+
+    def _admit(self, path: Path, current: FileStamp | OSError) -> None:
         rel = path.relative_to(self.inbox).as_posix()
         reported = self._reported_at.pop(rel, None)
-        try:
-            current = stamp(path)
-        except FileNotFoundError:
+        if isinstance(current, FileNotFoundError) or current is _NOT_A_FILE:
             return
-        except OSError as exc:
-            log.warning("stat_failed", file=rel, error=str(exc))
+        if isinstance(current, OSError):
+            log.warning("stat_failed", file=rel, error=str(current))
             return
         key = current.key
         if self.journal.live_for(rel) is not None:
@@ -139,3 +181,20 @@ class Admission:
         log.info("file_admitted", file=rel, size=current.size,
                  settled_s=None if reported is None else round(self._mono() - reported, 4))
         self._enqueue(row.id)
+
+
+# Stands for "not a regular file" among read stamps (a fifo, a socket): never admitted.
+_NOT_A_FILE = FileStamp(size=-1, mtime_ns=-1, inode=-1, dev=-1)
+
+
+def _read_stamps(paths: list[Path]) -> dict[Path, FileStamp | OSError]:
+    """In a thread: each path's stamp, or the error reading it raised."""
+    found: dict[Path, FileStamp | OSError] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            found[path] = exc
+            continue
+        found[path] = FileStamp.from_stat(st) if stat.S_ISREG(st.st_mode) else _NOT_A_FILE
+    return found

@@ -61,6 +61,11 @@ class SettleTracker:
         """The earliest time a tracked file may become ready, or None if none is tracked."""
         return min((e.ready_at for e in self._entries.values()), default=None)
 
+    def expiring(self, now: float) -> list[Path]:
+        """The paths :meth:`due` will re-check at ``now``: not closed, settle time up. A
+        caller that must not do I/O where it calls ``due`` reads their stamps first."""
+        return [path for path, e in self._entries.items() if not e.closed and e.ready_at <= now]
+
     def due(self, now: float) -> list[Path]:
         """Remove and return the paths ready at ``now``, earliest first.
 

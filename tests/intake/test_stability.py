@@ -153,6 +153,25 @@ class TestRestat:
         t.seen(A, st(10), now=100.0, closed=True)
         assert t.due(100.0) == [A]
 
+    def test_expiring_names_exactly_what_due_will_restat(self) -> None:
+        """A caller reads these stamps beforehand; due() must ask restat for no other path."""
+        disk = FakeDisk()
+        asked: list[Path] = []
+
+        def restat(path: Path) -> FileStamp:
+            asked.append(path)
+            return disk(path)
+
+        c = Path("/in/c.pdf")
+        disk.stamps.update({A: st(10), B: st(20), c: st(30)})
+        t = SettleTracker(2.0, restat=restat)
+        t.seen(A, st(10), now=100.0)
+        t.seen(B, st(20), now=101.0)
+        t.seen(c, st(30), now=100.0, closed=True)
+        assert t.expiring(102.0) == [A]
+        assert t.due(102.0) == [c, A] and asked == [A]
+        assert t.expiring(103.0) == [B]
+
     def test_default_restat_reads_the_real_disk(self, tmp_path: Path) -> None:
         """Without a restat argument, os.stat is used."""
         from ocr_watch.intake.identity import stamp
