@@ -15,8 +15,10 @@ The standard library's ``http.server`` on threads of its own: its parsing is wel
 sender never blocks the event loop, and each accepted callback reaches the loop through
 ``call_soon_threadsafe``. The request line carries the token, so the server's own access log
 is silenced; the daemon logs what it does with a callback instead. A thread per connection is
-bounded (``MAX_CONNECTIONS``) and an idle one is dropped after ``READ_TIMEOUT_S``: the port
-faces the internet, and a flood of connections must not cost the daemon its memory.
+bounded (``MAX_CONNECTIONS``), an idle one is dropped after ``READ_TIMEOUT_S``, and one whose
+request is not whole within ``REQUEST_DEADLINE_S`` is dropped too (a sender trickling a byte
+every few seconds would reset the idle timeout for ever): the port faces the internet, and a
+flood of connections, fast or slow, must not cost the daemon its memory or its callbacks.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ TOKEN_PARAM = "ocrw"
 MAX_BODY_BYTES = 64 * 1024
 # A sender that stops mid-request loses its thread after this long, not forever.
 READ_TIMEOUT_S = 10.0
+# Reading one request, the idle wait before it included, may take at most this long. A
+# callback is a few hundred bytes; only a sender holding a connection on purpose is this slow.
+REQUEST_DEADLINE_S = 30.0
 # The port faces the internet: past this many open connections (a thread each) a new one is
 # answered 503 and closed at once, so a flood costs a refusal, not a thread per connection.
 MAX_CONNECTIONS = 64
@@ -80,6 +85,12 @@ class _Server(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._turned_away = 0
         self._warned_at: float | None = None
+        # Each connection reading a request, and when that began; only the serving thread
+        # that owns a connection adds or removes it, the accepting thread reads them.
+        self._reading: dict[socket.socket, float] = {}
+        self._reading_lock = threading.Lock()
+        self._dropped = 0
+        self._dropped_warned_at: float | None = None
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -100,6 +111,35 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def reading(self, connection: socket.socket, since: float | None) -> None:
+        """Note that ``connection`` began reading a request at ``since`` (None: it is done)."""
+        with self._reading_lock:
+            if since is None:
+                self._reading.pop(connection, None)
+            else:
+                self._reading[connection] = since
+
+    def service_actions(self) -> None:
+        """On the accepting thread, at least every poll_interval: drop connections whose
+        request is overdue. A shutdown makes their blocked read see the end, so their
+        threads finish and give back their slots."""
+        now = time.monotonic()
+        with self._reading_lock:
+            late = [conn for conn, since in self._reading.items() if now - since > REQUEST_DEADLINE_S]
+            for conn in late:
+                del self._reading[conn]
+        for conn in late:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed meanwhile
+        if late:
+            self._dropped += len(late)
+            if self._dropped_warned_at is None or now - self._dropped_warned_at >= _WARN_EVERY_S:
+                log.warning("callback_refused", reason=f"request not whole within {REQUEST_DEADLINE_S:g} s",
+                            dropped=self._dropped)
+                self._dropped, self._dropped_warned_at = 0, now
 
     def _turn_away(self, request: socket.socket, client_address: Any) -> None:
         # On the accepting thread: a short timeout, so a peer that reads nothing cannot hold it.
@@ -127,6 +167,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = READ_TIMEOUT_S
     server_version = "ocr-watch"
     sys_version = ""
+
+    def handle_one_request(self) -> None:
+        self.server.reading(self.connection, time.monotonic())
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.reading(self.connection, None)
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         given = parse_qs(urlsplit(self.path).query).get(TOKEN_PARAM, [""])[0]

@@ -197,3 +197,43 @@ def test_connections_past_the_cap_are_turned_away_until_one_closes(
         assert running.arrived.wait(5) and [t.task_id for t in running.delivered] == ["t-after"]
     finally:
         running.close()
+
+
+def test_senders_that_trickle_lose_their_slots_at_the_request_deadline(
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """A sender that sends one byte every little while never trips the idle timeout; with
+    every slot held that way, callbacks would be refused for as long as it likes. Past the
+    request deadline its connections are dropped, and a callback is served again."""
+    import socket
+    import time
+
+    import ocr_watch.api.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(callbacks, "REQUEST_DEADLINE_S", 1.0)
+    running = Running()
+    try:
+        started = time.monotonic()
+        slow = [socket.create_connection(running.receiver.address, timeout=5) for _ in range(3)]
+        statuses = []
+        deadline = started + 8
+        while slow and time.monotonic() < deadline:
+            for conn in list(slow):
+                try:
+                    conn.send(b"P")  # a request line that never ends
+                except OSError:
+                    slow.remove(conn)  # the server hung up on it
+                    conn.close()
+            try:
+                status, _ = running.post(path_with(TOKEN), envelope(f"t-{len(statuses)}"))
+            except ConnectionError:
+                status = 503  # turned away before the request was read
+            statuses.append(status)
+            time.sleep(0.2)  # the trickle itself, not a wait for something
+        held_for = time.monotonic() - started
+        assert slow == [], f"slow senders still connected after {held_for:.1f} s"
+        assert held_for >= 1.0 and statuses[0] == 503 and statuses[-1] == 200
+        out, err = capfd.readouterr()
+        assert "request not whole within 1 s" in out + err
+    finally:
+        running.close()
