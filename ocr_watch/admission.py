@@ -152,16 +152,14 @@ class Admission:
     def _note(self, rel: str, reason: str, now: float) -> None:
         path = self.inbox / rel
         found = self._fetched.get(path)
+        if reason != "gone" and isinstance(found, FileStamp) and found is not _NOT_A_FILE:
+            self._tracker.seen(path, found, now, closed=reason == "closed")
+            return
+        self._reported_at.pop(rel, None)
         if reason == "gone" or isinstance(found, FileNotFoundError):
             self._tracker.forget(path)
-            self._reported_at.pop(rel, None)
-            return
-        if isinstance(found, OSError):
+        elif isinstance(found, OSError):
             log.warning("stat_failed", file=rel, error=str(found))
-            return
-        if found is None or found is _NOT_A_FILE:
-            return
-        self._tracker.seen(path, found, now, closed=reason == "closed")
 
     def _admit(self, path: Path, current: FileStamp | OSError) -> None:
         rel = path.relative_to(self.inbox).as_posix()
