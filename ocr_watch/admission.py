@@ -3,11 +3,13 @@
 Runs on the event loop. Reports arrive from the watcher thread (through
 `call_soon_threadsafe`) and from scans; each path is checked against the ignore rules,
 waits in the settle tracker until it is finished being written, and is then recorded in the
-journal once. The `stat` calls all this needs run in a thread, a batch at a time: an inbox
-on a network share answers each one in a network round trip, and 10,000 of those on the
-loop would stall every upload, query and download for as long. A path that already has a live row, or a file that already finished with the
+journal once. A path that already has a live row, or a file that already finished with the
 very same stamp (kept in place by `on_success: keep`), is not admitted again: that is the
 idempotent repository that keeps a rescan from paying twice.
+
+The `stat` calls all this needs run in a thread, a batch at a time: an inbox on a network
+share answers each one in a round trip, and 10,000 of those on the loop would stall every
+upload, query and download for as long.
 """
 
 from __future__ import annotations

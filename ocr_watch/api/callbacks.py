@@ -85,8 +85,9 @@ class _Server(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._turned_away = 0
         self._warned_at: float | None = None
-        # Each connection reading a request, and when that began; only the serving thread
-        # that owns a connection adds or removes it, the accepting thread reads them.
+        # Each connection reading a request, and when that began. Its serving thread adds and
+        # removes it; the accepting thread removes it when overdue, and shuts it down under
+        # the lock, before its serving thread can have closed it (and its fd been reused).
         self._reading: dict[socket.socket, float] = {}
         self._reading_lock = threading.Lock()
         self._dropped = 0
@@ -129,11 +130,10 @@ class _Server(ThreadingHTTPServer):
             late = [conn for conn, since in self._reading.items() if now - since > REQUEST_DEADLINE_S]
             for conn in late:
                 del self._reading[conn]
-        for conn in late:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # closed meanwhile
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # the peer is gone already
         if late:
             self._dropped += len(late)
             if self._dropped_warned_at is None or now - self._dropped_warned_at >= _WARN_EVERY_S:
