@@ -54,33 +54,44 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     j.close()
 
 
+class Run:
+    """Admission running on an event loop, and what it has enqueued."""
+
+    def __init__(self, inbox: Path, journal: Journal, settle_s: float) -> None:
+        self.queued: list[int] = []
+        self.activity = asyncio.Event()
+        self.admission = Admission(inbox, journal, self.queued.append, "txt", settle_s=settle_s,
+                                   activity=self.activity)
+
+    async def until(self, predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+        """Wait, through admission's own activity signal, until ``predicate`` holds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    self.activity.clear()
+                    await self.activity.wait()
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
 def run_admission(tmp_path: Path, journal: Journal, settle_s: float,
-                  body: Callable[[Admission, list[int]], Awaitable[None]]) -> list[int]:
-    """Run admission on an event loop while ``body`` drives it; returns the enqueued row ids."""
+                  body: Callable[[Run], Awaitable[None]]) -> list[int]:
+    """Run admission while ``body`` drives it; returns the enqueued row ids."""
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
-    queued: list[int] = []
+    run = Run(inbox, journal, settle_s)
 
     async def main() -> None:
-        admission = Admission(inbox, journal, queued.append, "txt", settle_s=settle_s, activity=asyncio.Event())
-        runner = asyncio.create_task(admission.run())
+        runner = asyncio.create_task(run.admission.run())
         try:
-            await body(admission, queued)
+            await body(run)
         finally:
             runner.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await runner
 
     asyncio.run(main())
-    return queued
-
-
-async def until(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Let the loop run until ``predicate`` holds; fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
-    assert predicate(), what
+    return run.queued
 
 
 @pytest.mark.timeout(30)
@@ -94,12 +105,12 @@ def test_a_slow_stat_does_not_hold_up_the_loop(
     (tmp_path / "inbox" / "slow.png").write_bytes(b"scan")
     held.install(monkeypatch)
 
-    async def body(admission: Admission, queued: list[int]) -> None:
-        asyncio.get_running_loop().call_soon(admission.report, "slow.png", "closed")
+    async def body(run: Run) -> None:
+        asyncio.get_running_loop().call_soon(run.admission.report, "slow.png", "closed")
         assert await asyncio.to_thread(held.started.wait, HOLD_S)
-        idle_while_held = admission.idle
+        idle_while_held = run.admission.idle
         held.release.set()
-        await until(lambda: queued, "slow.png admitted")
+        await run.until(lambda: run.queued, "slow.png admitted")
         assert not idle_while_held
 
     queued = run_admission(tmp_path, journal, 1.0, body)
@@ -119,14 +130,14 @@ def test_the_settle_recheck_does_not_hold_up_the_loop(
     held = Held("growing.png", armed=False)
     held.install(monkeypatch)
 
-    async def body(admission: Admission, queued: list[int]) -> None:
-        admission.report("growing.png", "changed")
-        await until(lambda: held.answered == 1, "growing.png read once")
+    async def body(run: Run) -> None:
+        run.admission.report("growing.png", "changed")
+        await run.until(lambda: held.answered == 1, "growing.png read once")
         (inbox / "growing.png").write_bytes(b"scan, all of it")
         held.armed = True  # the next stat is the re-check after settle_s
         assert await asyncio.to_thread(held.started.wait, HOLD_S)
         held.release.set()
-        await until(lambda: queued, "growing.png admitted")
+        await run.until(lambda: run.queued, "growing.png admitted")
 
     queued = run_admission(tmp_path, journal, 0.2, body)
     assert not held.timed_out, "the re-check ran on the loop"
@@ -143,19 +154,19 @@ def test_the_last_report_in_a_batch_decides(tmp_path: Path, journal: Journal) ->
     for name in ("rewritten.png", "vanished.png", "chatty.png"):
         (inbox / name).write_bytes(name.encode())
 
-    async def body(admission: Admission, queued: list[int]) -> None:
-        admission.report("rewritten.png", "closed")
-        admission.report("rewritten.png", "changed")
-        admission.report("vanished.png", "closed")
+    async def body(run: Run) -> None:
+        run.admission.report("rewritten.png", "closed")
+        run.admission.report("rewritten.png", "changed")
+        run.admission.report("vanished.png", "closed")
         (inbox / "vanished.png").unlink()
-        admission.report("vanished.png", "gone")
+        run.admission.report("vanished.png", "gone")
         for _ in range(50):
-            admission.report("chatty.png", "changed")
-        admission.report("chatty.png", "closed")
-        await until(lambda: len(queued) == 1, "chatty.png admitted")
-        assert journal.get(queued[0]).rel == "chatty.png"
-        await until(lambda: len(queued) == 2, "rewritten.png admitted after settling")
-        await until(lambda: admission.idle, "admission idle")
+            run.admission.report("chatty.png", "changed")
+        run.admission.report("chatty.png", "closed")
+        await run.until(lambda: len(run.queued) == 1, "chatty.png admitted")
+        assert journal.get(run.queued[0]).rel == "chatty.png"
+        await run.until(lambda: len(run.queued) == 2, "rewritten.png admitted after settling")
+        await run.until(lambda: run.admission.idle, "admission idle")
 
     queued = run_admission(tmp_path, journal, 0.3, body)
     assert [journal.get(i).rel for i in queued] == ["chatty.png", "rewritten.png"]
