@@ -7,11 +7,18 @@ fsync per step (a power cut may lose the last few commits, never corrupt the fil
 
 The journal knows nothing of HTTP or of the folder layout: paths are strings relative to
 the inbox, task ids are opaque strings.
+
+A file name is any bytes the file system allows, and Python hands a name that is not UTF-8 to
+us as a string with lone surrogates (`os.fsdecode`), which SQLite cannot store as text. Such a
+string is stored as a BLOB of its original bytes and read back as the same string; every other
+string stays TEXT, so the file reads as before in `sqlite3`. It holds pre-signed result links,
+so it is created readable by its owner only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -23,7 +30,7 @@ from .states import TERMINAL, FileState, check_transition
 
 __all__ = ["Journal", "Row"]
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE files (
@@ -65,7 +72,13 @@ _MIGRATIONS = {
     # Admission asks "was this very file finished already?" for every file it sees; without
     # an index on the path that scanned every finished row (25 ms a file at 100k rows).
     2: "CREATE INDEX files_rel ON files(rel);",
+    # The source's permission bits, so no output or report is more open than its source.
+    # NULL (rows of an older version) reads as "unknown": the strictest, owner-only.
+    3: "ALTER TABLE files ADD COLUMN mode INTEGER;",
 }
+
+# Owner-only: the journal holds pre-signed links to every result.
+_FILE_MODE = 0o600
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,7 @@ class Row:
     first_seen: float
     updated_at: float
     finished_at: float | None
+    mode: int | None = None
 
     @property
     def stamp(self) -> tuple[int, int, int]:
@@ -104,10 +118,35 @@ _COLUMNS = [f.name for f in fields(Row)]
 _SETTABLE = frozenset(_COLUMNS) - {"id", "state", "updated_at", "first_seen"}
 
 
+def _to_db(value: Any) -> Any:
+    """A string SQLite cannot take as text (a non-UTF-8 file name) goes in as its bytes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _params(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(_to_db(v) for v in values)
+
+
 def _row(values: Iterable[Any]) -> Row:
-    data = dict(zip(_COLUMNS, values, strict=True))
+    data = {k: v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+            for k, v in zip(_COLUMNS, values, strict=True)}
     data["state"] = FileState(data["state"])
     return Row(**data)
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` owner-only if new, and take group and other bits off if not."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
 
 
 class Journal:
@@ -117,6 +156,11 @@ class Journal:
         self.path = path
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives its -wal and -shm files the main file's permission bits.
+        _private_file(path)
+        for side in ("-wal", "-shm"):
+            if Path(f"{path}{side}").exists():
+                _private_file(Path(f"{path}{side}"))
         # isolation_level=None: we open our own transactions, one per transition.
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -147,7 +191,7 @@ class Journal:
 
     def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Row]:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM files WHERE {where}"
-        return [_row(r) for r in self._db.execute(sql, params)]
+        return [_row(r) for r in self._db.execute(sql, _params(params))]
 
     def get(self, row_id: int) -> Row:
         cached = self._live.get(row_id)
@@ -218,20 +262,21 @@ class Journal:
     def output_taken(self, output_rel: str, *, exclude_id: int) -> bool:
         cur = self._db.execute(
             "SELECT 1 FROM files WHERE output_rel = ? AND id != ? AND state NOT IN ('done', 'quarantined')",
-            (output_rel, exclude_id),
+            _params((output_rel, exclude_id)),
         )
         return cur.fetchone() is not None
 
     # -- writing -------------------------------------------------------------------------
 
-    def add(self, rel: str, stamp: tuple[int, int, int], options_key: str) -> Row:
-        """Record a file that is ready to be worked on; it starts queued."""
+    def add(self, rel: str, stamp: tuple[int, int, int], options_key: str, *, mode: int | None = None) -> Row:
+        """Record a file that is ready to be worked on; it starts queued. `mode`: the source's
+        permission bits."""
         now = self._clock()
         size, mtime_ns, inode = stamp
         cur = self._db.execute(
-            "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (rel, size, mtime_ns, inode, options_key, now, now),
+            "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at, mode)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            _params((rel, size, mtime_ns, inode, options_key, now, now, mode)),
         )
         assert cur.lastrowid is not None
         # Not remembered: a backlog of thousands of queued rows stays on disk until worked on.
@@ -254,7 +299,7 @@ class Journal:
         assignments = ", ".join(f"{k} = ?" for k in sets)
         # One statement is one transaction (autocommit); the journal has a single writer, so
         # nothing can move the row between the check above and this write.
-        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*sets.values(), row_id))
+        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", _params((*sets.values(), row_id)))
         # The single writer knows what it wrote: no second read.
         if state is not None:
             sets["state"] = state
@@ -277,7 +322,7 @@ class Journal:
             " last_http_status = COALESCE(?, last_http_status),"
             " last_task_state = COALESCE(?, last_task_state),"
             " attempts = attempts + ?, updated_at = ? WHERE id = ?",
-            (stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id),
+            _params((stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id)),
         )
         self._live.pop(row_id, None)  # the COALESCE and the count are SQLite's to compute
         return self.get(row_id)

@@ -124,6 +124,44 @@ class TestSchema:
                    " VALUES ('a.png', 1, 2, 3, 'k', 'polling', 0, 0)")
         db.close()
         journal = Journal(path)
-        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        from ocr_watch.journal.store import _SCHEMA_VERSION
+
+        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION
         (row,) = journal.live_rows()
-        assert (row.rel, row.state) == ("a.png", FileState.POLLING)
+        assert (row.rel, row.state, row.mode) == ("a.png", FileState.POLLING, None)
+
+
+class TestNamesAndPermissions:
+    def test_a_name_that_is_not_utf8_is_stored_and_found_as_the_same_string(self, tmp_path: Path) -> None:
+        """`os.fsdecode(b"bad\\xffname.png")` has a lone surrogate, which SQLite text cannot hold."""
+        import os
+
+        rel = "sub/" + os.fsdecode(b"bad\xffname.png")
+        journal = Journal(tmp_path / "j.sqlite3")
+        row = journal.add(rel, STAMP, "k")
+        assert row.rel == rel
+        journal.update(row.id, FileState.UPLOADING, sha256="ab" * 32)
+        journal.record_error(row.id, stage="create", message=f"failed for {rel}")
+        assert journal.live_for(rel) is not None
+        journal.close()
+        again = Journal(tmp_path / "j.sqlite3")
+        (live,) = again.live_rows()
+        assert (live.rel, live.last_error) == (rel, f"failed for {rel}")
+        assert again.live_for("sub/badname.png") is None
+
+    def test_the_journal_and_its_wal_are_readable_by_the_owner_only(self, tmp_path: Path) -> None:
+        import os
+        import stat
+
+        path = tmp_path / "j.sqlite3"
+        old_umask = os.umask(0o022)
+        try:
+            Journal(path).close()
+            os.chmod(path, 0o644)  # as an older version left it
+            journal = Journal(path)
+            journal.add("a.png", STAMP, "k", mode=0o640)
+        finally:
+            os.umask(old_umask)
+        for side in ("", "-wal", "-shm"):
+            assert stat.S_IMODE(os.stat(f"{path}{side}").st_mode) == 0o600, side
+        assert journal.live_rows()[0].mode == 0o640
