@@ -26,10 +26,10 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from ocr_watch.results.naming import sibling_candidates
+from ocr_watch.results.naming import fit_name, sibling_candidates
 
-__all__ = ["AtomicFile", "atomic_write_bytes", "fsync_dir", "move_no_clobber", "remove_stale_temps",
-           "temp_path_for"]
+__all__ = ["AtomicFile", "atomic_write_bytes", "copy_mode", "fsync_dir", "move_no_clobber",
+           "remove_stale_temps", "temp_path_for"]
 
 # Ours (``.<name>.ocrw-<8 hex>.part``), and the download temps (``.<name>.<12 hex>.part``) the
 # API client named itself until it used AtomicFile: an upgrade after a crash may find
@@ -55,16 +55,23 @@ def fsync_dir(path: Path) -> None:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A fresh hidden temp name beside ``path``; :func:`remove_stale_temps` recognises it."""
-    return path.with_name(f".{path.name}.ocrw-{secrets.token_hex(4)}.part")
+    """A fresh hidden temp name beside ``path``; :func:`remove_stale_temps` recognises it.
+    A name near the file system's limit is cut to make room (``naming.fit_name``)."""
+    return path.with_name(fit_name(f".{path.name}", f".ocrw-{secrets.token_hex(4)}.part"))
 
 
-def _create_temp(path: Path) -> tuple[int, Path]:
+def copy_mode(source_mode: int | None) -> int:
+    """Permission bits for a file made from a source (its result, its report): read and write
+    bits the source has, never more, and the umask on top; owner-only if it is unknown."""
+    return 0o600 if source_mode is None else source_mode & 0o666
+
+
+def _create_temp(path: Path, mode: int = 0o666) -> tuple[int, Path]:
     while True:
         temp = temp_path_for(path)
         try:
-            # 0o666 and the umask, like any other program's output (mkstemp would give 0o600).
-            return os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), temp
+            # `mode` and the umask, like any other program's output (mkstemp would give 0o600).
+            return os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode), temp
         except FileExistsError:
             continue
 
@@ -79,9 +86,10 @@ class AtomicFile:
     a network share the commit can take far longer than the writes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: int = 0o666) -> None:
+        """``mode``: permission bits before the umask (see :func:`copy_mode`)."""
         self.path = path
-        fd, self._temp = _create_temp(path)
+        fd, self._temp = _create_temp(path, mode)
         self.file: BinaryIO = os.fdopen(fd, "wb")
 
     def __enter__(self) -> AtomicFile:
@@ -112,10 +120,10 @@ class AtomicFile:
             self._temp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Write ``data`` to ``path`` so that a reader or a crash sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with AtomicFile(path) as target:
+    with AtomicFile(path, mode) as target:
         target.file.write(data)
     target.commit()
 

@@ -12,17 +12,42 @@ Collision rules (quoted by the README):
 * **Quarantine and archive.** A file moved to ``<folder>/<rel>`` keeps its name unless that is
   taken; then the number goes before the last extension: ``name.ext`` becomes ``name-2.ext``,
   then ``name-3.ext``, and so on (``name`` for a file with no extension becomes ``name-2``).
+* **Names too long.** A file name is at most ``NAME_MAX`` (255) bytes. Where one of these rules
+  would make a longer name (a long source name plus ``.<h>``, ``-2``, ``.error.json`` or a temp
+  suffix), the stem is cut at a character boundary until the name fits; the ending is kept
+  whole. Names that fit are never changed, and the cut depends only on the name, so a restart
+  picks the same one.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-__all__ = ["output_candidates", "free_sibling", "sibling_candidates"]
+__all__ = ["NAME_MAX", "fit_name", "output_candidates", "free_sibling", "sibling_candidates"]
 
 HASH_PREFIX_CHARS = 8
+# Bytes in one file name on Linux's local file systems (ext4, xfs, btrfs, tmpfs) and SMB/NFS.
+NAME_MAX = 255
+
+
+def _name_bytes(name: str) -> int:
+    return len(os.fsencode(name))
+
+
+def fit_name(stem: str, ending: str, limit: int = NAME_MAX) -> str:
+    """``stem + ending``, with ``stem`` cut at a character boundary until it fits ``limit`` bytes."""
+    if _name_bytes(stem + ending) <= limit:
+        return stem + ending
+    room = limit - _name_bytes(ending)
+    if room < 1:
+        raise ValueError(f"no room for a name before {ending!r}")
+    cut = stem
+    while cut and _name_bytes(cut) > room:
+        cut = cut[:-1]
+    return cut + ending
 
 
 def output_candidates(rel_source: PurePosixPath, fmt: str, sha256: str) -> Iterator[PurePosixPath]:
@@ -33,10 +58,10 @@ def output_candidates(rel_source: PurePosixPath, fmt: str, sha256: str) -> Itera
         raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
     parent, stem = rel_source.parent, rel_source.stem
     short = sha256[:HASH_PREFIX_CHARS].lower()
-    yield parent / f"{stem}.{fmt}"
-    yield parent / f"{stem}.{short}.{fmt}"
+    yield parent / fit_name(stem, f".{fmt}")
+    yield parent / fit_name(stem, f".{short}.{fmt}")
     for n in itertools.count(2):
-        yield parent / f"{stem}.{short}-{n}.{fmt}"
+        yield parent / fit_name(stem, f".{short}-{n}.{fmt}")
 
 
 def sibling_candidates(path: Path) -> Iterator[Path]:
@@ -44,7 +69,7 @@ def sibling_candidates(path: Path) -> Iterator[Path]:
     yield path
     stem, suffix = path.stem, path.suffix
     for n in itertools.count(2):
-        yield path.with_name(f"{stem}-{n}{suffix}")
+        yield path.with_name(fit_name(stem, f"-{n}{suffix}"))
 
 
 def free_sibling(path: Path) -> Path:
