@@ -4,20 +4,27 @@ The report is written first, then the source is moved, so a crash in between lea
 whose file is still in the inbox, never a quarantined file without its reason. Calling
 :func:`quarantine_file` again for the same failure (same ``source`` and ``first_seen``) reuses
 that report's name instead of leaving an orphan beside a ``-2`` copy.
+
+A file name need not be UTF-8; in the report, bytes that are not are written as ``\\xNN``, so
+the JSON stays valid UTF-8 and a person can still tell which file it was. A report's name is
+``<file>.error.json``, or, where that would pass the file system's name limit,
+``<file cut to fit>.<8 hex of the file name's SHA-256>.error.json`` (see ``naming.fit_name``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ocr_watch.results.fsops import atomic_write_bytes, move_no_clobber
-from ocr_watch.results.naming import sibling_candidates
+from ocr_watch.results.naming import NAME_MAX, fit_name, sibling_candidates
 
-__all__ = ["FailureReport", "quarantine_file", "report_path_for", "REPORT_SUFFIX"]
+__all__ = ["FailureReport", "quarantine_file", "readable", "report_path_for", "REPORT_SUFFIX"]
 
 REPORT_SUFFIX = ".error.json"
 REPORT_SCHEMA = 1
@@ -51,7 +58,22 @@ class FailureReport:
                 data[key] = value
         data["source_missing"] = source_missing
         data["quarantined_as"] = quarantined_as
-        return (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+        return (json.dumps(_readable_values(data), indent=2, ensure_ascii=False, default=str) + "\n").encode()
+
+
+def readable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name shown as ``\\xNN`` (valid UTF-8)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _readable_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, dict):
+        return {k: _readable_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_readable_values(v) for v in value]
+    return value
 
 
 def _iso(ts: float) -> str:
@@ -60,16 +82,22 @@ def _iso(ts: float) -> str:
 
 
 def report_path_for(quarantined: Path) -> Path:
-    """Where the report for a quarantined file lives: ``<file>.error.json``."""
-    return quarantined.with_name(quarantined.name + REPORT_SUFFIX)
+    """Where the report for a quarantined file lives: ``<file>.error.json``, or a cut name with
+    a hash of the whole name where that is too long (two long names never share a report)."""
+    name = quarantined.name
+    if len(os.fsencode(name + REPORT_SUFFIX)) <= NAME_MAX:
+        return quarantined.with_name(name + REPORT_SUFFIX)
+    tag = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    return quarantined.with_name(fit_name(name, f".{tag}{REPORT_SUFFIX}"))
 
 
 def quarantine_file(source: Path, rel: PurePosixPath, quarantine_root: Path,
-                    report: FailureReport) -> Path:
+                    report: FailureReport, mode: int = 0o666) -> Path:
     """Write the report, then move ``source`` to ``quarantine/<rel>`` (or a free sibling).
 
     Returns the quarantined path. If ``source`` is already gone, the report is still written,
     with ``"source_missing": true``, and the returned path is where the file would have gone.
+    ``mode``: the report's permission bits before the umask (``fsops.copy_mode`` of the source).
     """
     source_present = source.exists() or source.is_symlink()
     dest, done = _choose_destination(source if source_present else None,
@@ -77,7 +105,7 @@ def quarantine_file(source: Path, rel: PurePosixPath, quarantine_root: Path,
     if done:
         return dest
     atomic_write_bytes(report_path_for(dest),
-                       report.to_json(source_missing=not source_present, quarantined_as=dest.name))
+                       report.to_json(source_missing=not source_present, quarantined_as=dest.name), mode)
     if not source_present:
         return dest
     try:
@@ -85,11 +113,11 @@ def quarantine_file(source: Path, rel: PurePosixPath, quarantine_root: Path,
     except FileNotFoundError:
         # Vanished between our check and the move: say so in the report.
         atomic_write_bytes(report_path_for(dest),
-                           report.to_json(source_missing=True, quarantined_as=dest.name))
+                           report.to_json(source_missing=True, quarantined_as=dest.name), mode)
         return dest
     if final != dest:  # someone else took the name meanwhile: the report follows the file
         atomic_write_bytes(report_path_for(final),
-                           report.to_json(source_missing=False, quarantined_as=final.name))
+                           report.to_json(source_missing=False, quarantined_as=final.name), mode)
         report_path_for(dest).unlink(missing_ok=True)
     return final
 
@@ -125,5 +153,5 @@ def _is_our_report(path: Path, report: FailureReport) -> bool:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return False
-    return (isinstance(data, dict) and data.get("source") == report.source
+    return (isinstance(data, dict) and data.get("source") == readable(report.source)
             and data.get("first_seen_unix") == report.first_seen)

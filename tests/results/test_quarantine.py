@@ -123,3 +123,41 @@ class TestQuarantineFile:
         final = quarantine_file(inbox_file, PurePosixPath("a.pdf"), tmp_path / "q",
                                 make_report(detail={"path": Path("/x")}))
         assert json.loads(report_path_for(final).read_text())["detail"] == {"path": "/x"}
+
+
+class TestOddNames:
+    def test_a_non_utf8_name_gets_a_valid_utf8_report_that_shows_its_bytes(self, tmp_path: Path) -> None:
+        rel = os.fsdecode(b"scans/bad\xffname.png")
+        src = tmp_path / "in" / rel
+        src.parent.mkdir(parents=True)
+        src.write_bytes(b"x")
+        report = make_report(source=rel, reason=f"{rel} could not be read")
+        final = quarantine_file(src, PurePosixPath(rel), tmp_path / "q", report)
+        assert os.fsencode(final.name) == b"bad\xffname.png" and final.read_bytes() == b"x"
+        data = json.loads(report_path_for(final).read_bytes().decode("utf-8"))
+        assert data["source"] == "scans/bad\\xffname.png"
+        assert data["reason"] == "scans/bad\\xffname.png could not be read"
+        # A second call for the same failure recognises its own report.
+        assert quarantine_file(src, PurePosixPath(rel), tmp_path / "q", report) == final
+
+    def test_a_250_byte_name_is_quarantined_with_a_report_that_fits(self, tmp_path: Path) -> None:
+        names = ["n" * 246 + "a.xyz", "n" * 246 + "b.xyz"]  # 251 bytes, alike for 246
+        finals = []
+        for name in names:
+            src = tmp_path / "in" / name
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_bytes(name.encode())
+            finals.append(quarantine_file(src, PurePosixPath(name), tmp_path / "q",
+                                          make_report(source=name)))
+        reports = [report_path_for(f) for f in finals]
+        assert [f.name for f in finals] == names
+        assert all(len(os.fsencode(r.name)) <= 255 and r.name.endswith(".error.json") for r in reports)
+        assert reports[0] != reports[1]
+        assert [json.loads(r.read_text())["source"] for r in reports] == names
+
+    def test_the_report_is_no_more_open_than_its_source(self, tmp_path: Path, inbox_file: Path) -> None:
+        from ocr_watch.results.fsops import copy_mode
+
+        final = quarantine_file(inbox_file, PurePosixPath("scans/a.pdf"), tmp_path / "q", make_report(),
+                                copy_mode(0o600))
+        assert os.stat(report_path_for(final)).st_mode & 0o777 == 0o600
