@@ -176,7 +176,7 @@ class Admission:
             return  # already being worked on
         if self.journal.finished_with_stamp(rel, key) is not None:
             return  # this very file was finished and left in place
-        row = self.journal.add(rel, key, self._options_key)
+        row = self.journal.add(rel, key, self._options_key, mode=current.mode)
         self.admitted += 1
         log.info("file_admitted", file=rel, size=current.size,
                  settled_s=None if reported is None else round(self._mono() - reported, 4))

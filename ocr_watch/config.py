@@ -670,18 +670,19 @@ def prepare_folders(config: Config) -> None:
         folders["folders.archive"] = config.folders.archive
     problems = []
     for key, path in folders.items():
-        problem = _prepare_one(path)
+        # state_dir holds the journal and its pre-signed result links: the daemon's user only.
+        problem = _prepare_one(path, 0o700 if key == "state_dir" else 0o777)
         if problem:
             problems.append(f"{key}: {problem}")
     if problems:
         raise ConfigError(problems)
 
 
-def _prepare_one(path: Path) -> str | None:
+def _prepare_one(path: Path, mode: int = 0o777) -> str | None:
     if path.exists() and not path.is_dir():
         return f"{path} exists but is a file, not a folder"
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode, parents=True, exist_ok=True)
     except OSError as exc:
         return f"{path} cannot be created: {exc.strerror or exc}"
     # Hidden name: the watcher ignores dot files, so a probe in the inbox is never picked up.

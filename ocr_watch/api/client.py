@@ -344,16 +344,17 @@ class PicWishClient:
 
     # -- result host -------------------------------------------------------------------
 
-    async def download_result(self, url: str, dest: pathlib.Path) -> int:
+    async def download_result(self, url: str, dest: pathlib.Path, *, mode: int = 0o666) -> int:
         """Fetch a result URL (no key, no token) into ``dest`` atomically; return bytes written.
 
         The body goes to a hidden temp file beside ``dest``, is checked against
-        Content-Length, fsynced and renamed; the temp file is removed on any failure. The
+        Content-Length, fsynced and renamed; the temp file is removed on any failure. ``mode``:
+        its permission bits before the umask (the pool passes its source's). The
         fsyncs and the rename run in a thread: on a slow or network disk they take long
         enough to stall every other file's requests if done on the loop.
         """
         self._calls["download"] += 1
-        with AtomicFile(pathlib.Path(dest)) as target:
+        with AtomicFile(pathlib.Path(dest), mode) as target:
             written = await self._stream_to(url, target.file)
         await asyncio.to_thread(target.commit)
         return written

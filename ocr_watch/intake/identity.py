@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import stat as statmod
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["FileStamp", "sha256_file", "stamp"]
@@ -32,11 +33,15 @@ class FileStamp:
     mtime_ns: int
     inode: int
     dev: int
+    # Permission bits, so results are no more open than their source; a chmod alone does not
+    # make a file another file, so they take no part in comparisons.
+    mode: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_stat(cls, st: os.stat_result) -> FileStamp:
         """Build from an ``os.stat`` result."""
-        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, dev=st.st_dev)
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, dev=st.st_dev,
+                   mode=statmod.S_IMODE(st.st_mode))
 
     @property
     def key(self) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ import structlog
 from ocr_watch.intake.identity import stamp
 from ocr_watch.journal import Row
 from ocr_watch.results.archive import finish_source
+from ocr_watch.results.fsops import copy_mode
 from ocr_watch.results.quarantine import FailureReport, quarantine_file
 
 from .settings import PoolSettings
@@ -94,5 +95,6 @@ class Endings:
             sha256=row.sha256, size=row.size, detail={},
         )
         job = asyncio.ensure_future(asyncio.to_thread(
-            quarantine_file, self._source(row), PurePosixPath(row.rel), self.settings.quarantine, report))
+            quarantine_file, self._source(row), PurePosixPath(row.rel), self.settings.quarantine, report,
+            copy_mode(row.mode)))
         return await _in_thread_shielded(job)

@@ -94,7 +94,7 @@ class PlannerMemory:
             return
         data = {"version": _VERSION, "saved_at": self._wall(), "planner": memory}
         try:
-            atomic_write_bytes(self.path, json.dumps(data, indent=1).encode())
+            atomic_write_bytes(self.path, json.dumps(data, indent=1).encode(), 0o600)
         except OSError as exc:
             # Losing a hint must not stop the work; the next save tries again.
             log.warning("planner_memory_not_saved", path=str(self.path), error=str(exc))

@@ -39,6 +39,7 @@ from ocr_watch.api import ApiError, PicWishClient, Task, describe_state
 from ocr_watch.intake.filters import reject_reason
 from ocr_watch.intake.identity import FileStamp, sha256_file, stamp
 from ocr_watch.journal import FileState, Journal, Row
+from ocr_watch.results.fsops import copy_mode
 from ocr_watch.results.naming import output_candidates
 
 from .endings import Endings
@@ -417,7 +418,7 @@ class Pool:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 started = time.monotonic()
                 try:
-                    size = await self.client.download_result(row.result_url, dest)
+                    size = await self.client.download_result(row.result_url, dest, mode=copy_mode(row.mode))
                 except ApiError as exc:
                     retry_in = await self._after_error(row, exc, "download")
                     if retry_in is None:

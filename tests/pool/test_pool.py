@@ -216,7 +216,7 @@ class TestErrors:
         real = PicWishClient.download_result
         failures = iter([OSError(28, "No space left on device")] * 2)
 
-        async def full_then_fine(self: PicWishClient, url: str, dest: Path) -> int:
+        async def full_then_fine(self: PicWishClient, url: str, dest: Path, *, mode: int = 0o666) -> int:
             failure = next(failures, None)
             if failure is not None:
                 raise failure
