@@ -1,6 +1,7 @@
 """The durable record of every source file's progress (SQLite, standard library only)."""
 
+from .integrity import JournalError
 from .states import TERMINAL, FileState, IllegalTransition
 from .store import Journal, Row
 
-__all__ = ["FileState", "IllegalTransition", "Journal", "Row", "TERMINAL"]
+__all__ = ["FileState", "IllegalTransition", "Journal", "JournalError", "Row", "TERMINAL"]

@@ -26,11 +26,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .integrity import JournalError, check_after_opening, look_before_opening, new_journal_id, write_marker
 from .states import TERMINAL, FileState, check_transition
 
 __all__ = ["Journal", "Row"]
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE files (
@@ -75,6 +76,9 @@ _MIGRATIONS = {
     # The source's permission bits, so no output or report is more open than its source.
     # NULL (rows of an older version) reads as "unknown": the strictest, owner-only.
     3: "ALTER TABLE files ADD COLUMN mode INTEGER;",
+    # Who the journal is (its id, also in the marker beside it) and whether it is open now:
+    # see integrity.py.
+    4: "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 }
 
 # Owner-only: the journal holds pre-signed links to every result.
@@ -153,20 +157,36 @@ class Journal:
     """The single writer of the journal; used from the event loop's thread only."""
 
     def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+        """Open (or create) the journal; :class:`JournalError` if it is lost, foreign, corrupt
+        or not writable, with a message that names the file and the remedy."""
         self.path = path
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
-        # SQLite gives its -wal and -shm files the main file's permission bits.
-        _private_file(path)
-        for side in ("-wal", "-shm"):
-            if Path(f"{path}{side}").exists():
-                _private_file(Path(f"{path}{side}"))
-        # isolation_level=None: we open our own transactions, one per transition.
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        before = look_before_opening(path)
+        try:
+            # SQLite gives its -wal and -shm files the main file's permission bits.
+            _private_file(path)
+            for side in ("-wal", "-shm"):
+                if Path(f"{path}{side}").exists():
+                    _private_file(Path(f"{path}{side}"))
+            # isolation_level=None: we open our own transactions, one per transition.
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+            journal_id, was_open = self._identity()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise JournalError(
+                f"journal {path} cannot be used: {exc}. If the file is damaged, move it aside and restore "
+                f"it from a backup; if it is not writable, give the daemon's user write access to it and "
+                f"to {path.parent}") from None
+        check_after_opening(path, before, journal_id, was_open)
+        if before.marker_id is None:
+            write_marker(path, journal_id)
+        self._set_meta("open", "1")
+        # Into the main file now, with the id: a WAL lost later cannot take the note with it.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # The single writer knows every row it has written: live rows it has touched are
         # kept here, so a transition costs one statement, not a read and a write
         # (measured: 16 of 27 statements per file were reads by id). Finished rows leave.
@@ -184,8 +204,25 @@ class Journal:
             # crash leaves the previous version or this one, never half of a step.
             self._db.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[step]}PRAGMA user_version={step};COMMIT;")
 
+    def _identity(self) -> tuple[str, bool]:
+        """The journal's id (made on first use) and whether the last run left it open."""
+        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        journal_id = meta.get("journal_id")
+        if journal_id is None:
+            journal_id = new_journal_id()
+            self._set_meta("journal_id", journal_id)
+        return journal_id, meta.get("open") == "1"
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                         " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
     def close(self) -> None:
-        self._db.close()
+        """Note a clean close (see integrity.py), then close."""
+        try:
+            self._set_meta("open", "0")
+        finally:
+            self._db.close()
 
     # -- reading -------------------------------------------------------------------------
 

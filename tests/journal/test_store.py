@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_watch.journal import FileState, IllegalTransition, Journal
+from ocr_watch.journal import FileState, IllegalTransition, Journal, JournalError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -165,3 +165,72 @@ class TestNamesAndPermissions:
         for side in ("", "-wal", "-shm"):
             assert stat.S_IMODE(os.stat(f"{path}{side}").st_mode) == 0o600, side
         assert journal.live_rows()[0].mode == 0o640
+
+
+class TestIntegrity:
+    """A journal that vanished, was emptied, replaced or lost its WAL is refused, never taken as new."""
+
+    def _used(self, path: Path) -> None:
+        journal = Journal(path)
+        journal.add("kept.png", STAMP, "k")
+        journal.close()
+
+    def test_a_clean_close_and_reopen_is_fine_and_keeps_the_rows(self, tmp_path: Path) -> None:
+        path = tmp_path / "journal.sqlite3"
+        self._used(path)
+        assert (tmp_path / "journal.sqlite3.id").read_text().strip()
+        assert [r.rel for r in Journal(path).live_rows()] == ["kept.png"]
+
+    @pytest.mark.parametrize("how", ["emptied", "deleted"])
+    def test_an_emptied_or_deleted_journal_is_refused_naming_the_file_and_the_remedy(
+        self, tmp_path: Path, how: str
+    ) -> None:
+        path = tmp_path / "journal.sqlite3"
+        self._used(path)
+        if how == "emptied":
+            path.write_bytes(b"")
+        else:
+            path.unlink()
+        with pytest.raises(JournalError) as caught:
+            Journal(path)
+        assert str(path) in str(caught.value) and "journal.sqlite3.id" in str(caught.value)
+        assert ("is empty" if how == "emptied" else "is missing") in str(caught.value)
+        (tmp_path / "journal.sqlite3.id").unlink()  # the documented way to accept it knowingly
+        assert Journal(path).live_rows() == []
+
+    def test_a_wal_lost_after_a_crash_is_refused(self, tmp_path: Path) -> None:
+        import shutil
+
+        path = tmp_path / "journal.sqlite3"
+        self._used(path)
+        crashed = Journal(path)  # left open, as kill -9 leaves it
+        crashed.add("paid.png", STAMP, "k")
+        shutil.copy(path, tmp_path / "copy.sqlite3")  # the main file without its WAL
+        crashed._db.close()
+        path.unlink()
+        Path(f"{path}-wal").unlink(missing_ok=True)
+        Path(f"{path}-shm").unlink(missing_ok=True)
+        (tmp_path / "copy.sqlite3").rename(path)
+        with pytest.raises(JournalError, match="write-ahead log"):
+            Journal(path)
+
+    def test_a_crash_with_its_wal_in_place_is_an_ordinary_restart(self, tmp_path: Path) -> None:
+        path = tmp_path / "journal.sqlite3"
+        self._used(path)
+        crashed = Journal(path)
+        crashed.add("paid.png", STAMP, "k")
+        import os
+        import shutil
+
+        for side in ("", "-wal", "-shm"):  # what kill -9 leaves on disk
+            shutil.copy(f"{path}{side}", tmp_path / f"after-kill.sqlite3{side}")
+        shutil.copy(tmp_path / "journal.sqlite3.id", tmp_path / "after-kill.sqlite3.id")
+        crashed.close()
+        os.chmod(tmp_path / "after-kill.sqlite3", 0o600)
+        assert sorted(r.rel for r in Journal(tmp_path / "after-kill.sqlite3").live_rows()) == ["kept.png", "paid.png"]
+
+    def test_a_corrupt_journal_is_one_clear_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "journal.sqlite3"
+        path.write_bytes(b"this is not a database, " * 100)
+        with pytest.raises(JournalError, match=r"cannot be used: file is not a database.*backup"):
+            Journal(path)
