@@ -5,6 +5,9 @@
     2  bad configuration or usage (one line per problem, naming the key)
     3  once: the account was refused (bad key, no credits); files were left in the inbox
    70  an internal error (logged, with the key redacted)
+   75  run/once: another ocr-watch holds this state_dir or inbox (its pid is named); not started.
+       Temporary by design: systemd's Restart=on-failure retries it, so a restart that overlaps
+       the old process's exit is not fatal
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import structlog
 
 from ocr_watch import config as cfgmod
-from ocr_watch import logs
+from ocr_watch import logs, runlock
 from ocr_watch.api.callbacks import callback_token
 from ocr_watch.progress import ProgressLine
 
@@ -26,6 +29,7 @@ __all__ = ["main"]
 
 EXIT_CONFIG = 2
 EXIT_INTERNAL = 70
+EXIT_BUSY = 75  # EX_TEMPFAIL
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,9 +81,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.callback.url:
         secrets.append(callback_token(config.api.key.reveal()))
     logs.configure(config.log_level, secrets=secrets)
+    # Before the journal is opened: one daemon per state_dir and per inbox.
+    try:
+        lock = runlock.acquire(config.state_dir, config.folders.inbox)
+    except runlock.Busy as exc:
+        print(f"ocr-watch: {exc}; not starting", file=sys.stderr)
+        return EXIT_BUSY
+    except cfgmod.ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    except OSError:
+        structlog.get_logger("ocr_watch").exception("internal_error")
+        return EXIT_INTERNAL
+    with lock:
+        return _serve(args.command == "once", config)
+
+
+def _serve(once: bool, config: cfgmod.Config) -> int:
+    """Run the daemon, the locks held; the exit code."""
+    try:
+        runlock.claim_state_dir(config.state_dir, config.folders.inbox)
+    except cfgmod.ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    if config.state_dir_legacy:
+        structlog.get_logger("ocr_watch").info(
+            "state_dir_old_default", state_dir=str(config.state_dir),
+            hint=f"a journal at the old default is kept; say 'state_dir: {config.state_dir}' in the "
+                 "configuration to make that explicit (the default is now a folder per inbox inside it)")
     from ocr_watch.daemon import serve
 
-    once = args.command == "once"
     progress = ProgressLine(sys.stderr) if once and sys.stderr.isatty() else None
     try:
         outcome = asyncio.run(serve(config, once=once, on_progress=progress.update if progress else None))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hmac
 import ipaddress
+import json
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -31,16 +32,19 @@ __all__ = [
     "ConfigError",
     "Folders",
     "KNOWN_LANGUAGES",
+    "OWNER_FILE",
     "OcrSettings",
     "PollSettings",
     "PoolSettings",
     "RetrySettings",
     "Secret",
     "WatchSettings",
+    "default_state_dir",
     "describe",
     "listen_text",
     "load_config",
     "prepare_folders",
+    "read_owner",
 ]
 
 API_KEY_ENV = "PICWISH_API_KEY"
@@ -52,6 +56,9 @@ ON_SUCCESS = ("archive", "delete", "keep")
 WATCH_MODES = ("auto", "native", "polling")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_LANGUAGES = 10
+SHARED_STATE_DIR = ".ocr-watch"      # beside the inbox; holds one state_dir per inbox
+JOURNAL_FILE = "journal.sqlite3"
+OWNER_FILE = "owner.json"            # in a state_dir: which inbox it serves
 MAX_PASSWORD_CHARS = 32
 # Names from the vendor documentation and from real clients (see shared reference).
 KNOWN_LANGUAGES = frozenset(
@@ -199,6 +206,8 @@ class Config:
     watch: WatchSettings
     retry: RetrySettings
     log_level: str
+    # True: state_dir is the old shared default <inbox>/../.ocr-watch, kept for its journal.
+    state_dir_legacy: bool = False
 
 
 _T = TypeVar("_T")
@@ -330,7 +339,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     r = _Reader(path.parent)
     r.problems.extend(f"{path}: {d}" for d in loader.duplicates)
     r.unknown_keys(raw, "")
-    folders, state_dir, on_success = _read_folders(r, raw)
+    folders, state_dir, on_success, legacy = _read_folders(r, raw)
     api = _read_api(r, r.section(raw, "api"), env)
     ocr = _read_ocr(r, r.section(raw, "ocr"))
 
@@ -366,7 +375,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         ocr=ocr, pool=PoolSettings(*pool), poll=PollSettings(*poll),  # type: ignore[arg-type]
         callback=callback,
         watch=WatchSettings(*watch), retry=RetrySettings(*retry),  # type: ignore[arg-type]
-        log_level=log_level,
+        log_level=log_level, state_dir_legacy=legacy,
     )
 
 
@@ -401,7 +410,7 @@ def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
     return f"{path}: YAML syntax error: {problem}"
 
 
-def _read_folders(r: _Reader, raw: Mapping[str, Any]) -> tuple[Folders | None, Path | None, str | None]:
+def _read_folders(r: _Reader, raw: Mapping[str, Any]) -> tuple[Folders | None, Path | None, str | None, bool]:
     section = r.section(raw, "folders")
     inbox = r.get(section, "folders.inbox", _MISSING, r.path)
     outbox = r.get(section, "folders.outbox", _MISSING, r.path)
@@ -410,9 +419,11 @@ def _read_folders(r: _Reader, raw: Mapping[str, Any]) -> tuple[Folders | None, P
     archive_given = section.get("archive") is not None
     archive = r.get(section, "folders.archive", None, r.path) if archive_given else None
     state_dir = r.get(raw, "state_dir", None, r.path) if raw.get("state_dir") is not None else None
+    legacy = False
     if inbox is not None:
         archive = archive if archive_given else inbox.parent / "archive"
-        state_dir = state_dir if raw.get("state_dir") is not None else inbox.parent / ".ocr-watch"
+        if raw.get("state_dir") is None:
+            state_dir, legacy = default_state_dir(inbox)
 
     named: dict[str, Path | None] = {
         "folders.inbox": inbox, "folders.outbox": outbox, "folders.quarantine": quarantine,
@@ -423,8 +434,39 @@ def _read_folders(r: _Reader, raw: Mapping[str, Any]) -> tuple[Folders | None, P
     _check_folder_relations(r, {k: v for k, v in named.items() if v is not None})
 
     if inbox is None or outbox is None or quarantine is None or archive is None or state_dir is None:
-        return None, None, on_success
-    return Folders(inbox, outbox, quarantine, archive), state_dir, on_success
+        return None, None, on_success, False
+    return Folders(inbox, outbox, quarantine, archive), state_dir, on_success, legacy
+
+
+def default_state_dir(inbox: Path) -> tuple[Path, bool]:
+    """``<inbox parent>/.ocr-watch/<inbox name>``: inboxes that share a parent get one each.
+
+    Before, the default was ``<inbox parent>/.ocr-watch`` itself, shared by such inboxes. A
+    journal there is kept (second value True), so no install loses it, unless that
+    state_dir's owner record names another inbox: then it is that inbox's journal.
+    """
+    shared = inbox.parent / SHARED_STATE_DIR
+    try:
+        if (shared / JOURNAL_FILE).is_file() and read_owner(shared) in (None, inbox):
+            return shared, True
+    except (OSError, ValueError):
+        pass  # unreadable: not provably ours, so leave it alone
+    return shared / inbox.name, False
+
+
+def read_owner(state_dir: Path) -> Path | None:
+    """The inbox ``state_dir`` serves, from its owner record; None if it has none yet.
+
+    Raises OSError or ValueError if the record cannot be read.
+    """
+    try:
+        text = (state_dir / OWNER_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("inbox"), str):
+        raise ValueError("no inbox in it")
+    return Path(data["inbox"])
 
 
 def _check_folder_relations(r: _Reader, folders: Mapping[str, Path]) -> None:

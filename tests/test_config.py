@@ -52,7 +52,7 @@ class TestDefaults:
         """A file with only the required keys gets the documented defaults."""
         config = load_config(write(tmp_path, MINIMAL), env={})
         assert config.folders.archive == (tmp_path / "archive").resolve()
-        assert config.state_dir == (tmp_path / ".ocr-watch").resolve()
+        assert config.state_dir == (tmp_path / ".ocr-watch" / "in").resolve()  # one per inbox
         assert config.on_success == "archive"
         assert config.api.base_url == "https://techhk.aoscdn.com"
         assert config.api.requests_per_second == 2
@@ -532,7 +532,8 @@ class TestPrepareFolders:
         """A file where a folder should be, or in its parent path, names the key."""
         config = self.config(tmp_path)
         config.folders.outbox.write_text("x")
-        (tmp_path / ".ocr-watch").write_text("x")
+        config.state_dir.parent.mkdir()  # the default state_dir is .ocr-watch/<inbox name>
+        config.state_dir.write_text("x")
         with pytest.raises(ConfigError) as info:
             prepare_folders(config)
         assert has(info.value.problems, "folders.outbox", "is a file")

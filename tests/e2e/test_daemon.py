@@ -144,7 +144,7 @@ class TestLifecycle:
             workspace.drop(f"learn{n}.png", png_bytes(40 + n))
         wait_for(lambda: len(workspace.files(workspace.archive)) == 4, 30, what="all archived")
         assert daemon.terminate() == 0
-        saved = json.loads((workspace.root / ".ocr-watch" / "planner.json").read_text())
+        saved = json.loads((workspace.root / ".ocr-watch" / "inbox" / "planner.json").read_text())
         assert len(saved["planner"]["durations"]) == 4
 
         restarted = daemon_factory(workspace.config_path).start()
