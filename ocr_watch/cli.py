@@ -2,7 +2,9 @@
 
     0  success (run: stopped cleanly by SIGTERM/SIGINT; once: every file succeeded)
     1  once: at least one file went to quarantine
-    2  bad configuration or usage (one line per problem, naming the key)
+    2  bad configuration or usage (one line per problem, naming the key), or a journal that
+       cannot be trusted: lost, emptied, replaced, corrupt or not writable (one line naming
+       the file and the remedy)
     3  once: the account was refused (bad key, no credits); files were left in the inbox
    70  an internal error (logged, with the key redacted)
    75  run/once: another ocr-watch holds this state_dir or inbox (its pid is named); not started.
@@ -23,6 +25,7 @@ import structlog
 from ocr_watch import config as cfgmod
 from ocr_watch import logs, runlock
 from ocr_watch.api.callbacks import callback_token
+from ocr_watch.journal import JournalError
 from ocr_watch.progress import ProgressLine
 
 __all__ = ["main"]
@@ -116,6 +119,9 @@ def _serve(once: bool, config: cfgmod.Config) -> int:
         outcome = asyncio.run(serve(config, once=once, on_progress=progress.update if progress else None))
     except cfgmod.ConfigError as exc:  # found only when starting, e.g. callback.listen is taken
         _print_problems(exc)
+        return EXIT_CONFIG
+    except JournalError as exc:
+        print(f"ocr-watch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception:
         structlog.get_logger("ocr_watch").exception("internal_error")

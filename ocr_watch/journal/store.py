@@ -177,10 +177,11 @@ class Journal:
             self._migrate()
             journal_id, was_open = self._identity()
         except (OSError, sqlite3.DatabaseError) as exc:
-            raise JournalError(
-                f"journal {path} cannot be used: {exc}. If the file is damaged, move it aside and restore "
-                f"it from a backup; if it is not writable, give the daemon's user write access to it and "
-                f"to {path.parent}") from None
+            if isinstance(exc, OSError) or "readonly" in str(exc) or "unable to open" in str(exc):
+                remedy = f"give the daemon's user write access to it and to {path.parent}"
+            else:
+                remedy = "move it aside and restore it from a backup (or delete it and its .id marker to start afresh)"
+            raise JournalError(f"journal {path} cannot be used: {exc}; {remedy}") from None
         check_after_opening(path, before, journal_id, was_open)
         if before.marker_id is None:
             write_marker(path, journal_id)
