@@ -53,14 +53,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> cfgmod.Config | None:
+def _load(path: Path, *, create_folders: bool) -> cfgmod.Config | None:
     try:
         config = cfgmod.load_config(path)
-        cfgmod.prepare_folders(config)
+        if create_folders:
+            cfgmod.prepare_folders(config)
     except cfgmod.ConfigError as exc:
         _print_problems(exc)
         return None
     return config
+
+
+def _check_config(config: cfgmod.Config) -> int:
+    """Print the effective configuration and the folders `run` would create; change nothing."""
+    try:
+        missing = cfgmod.plan_folders(config)
+    except cfgmod.ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    print(cfgmod.describe(config), end="")
+    for key, folder in missing:
+        print(f"# run would create {key}: {folder}")
+    return 0
 
 
 def _print_problems(exc: cfgmod.ConfigError) -> None:
@@ -74,12 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ocr_watch.emulator.cli import run as run_emulator
 
         return run_emulator(args)
-    config = _load(args.config)
+    # check-config is read-only: it names the folders run would create, and creates none.
+    config = _load(args.config, create_folders=args.command != "check-config")
     if config is None:
         return EXIT_CONFIG
     if args.command == "check-config":
-        print(cfgmod.describe(config), end="")
-        return 0
+        return _check_config(config)
     secrets = [config.api.key.reveal()] + ([config.ocr.password.reveal()] if config.ocr.password else [])
     if config.callback.url:
         secrets.append(callback_token(config.api.key.reveal()))

@@ -43,6 +43,7 @@ __all__ = [
     "describe",
     "listen_text",
     "load_config",
+    "plan_folders",
     "prepare_folders",
     "read_owner",
 ]
@@ -700,8 +701,8 @@ def _check_language(r: _Reader) -> Callable[[str, Any], str | None]:
     return check
 
 
-def prepare_folders(config: Config) -> None:
-    """Create every folder the daemon writes to and prove each is a writable directory."""
+def _folders(config: Config) -> dict[str, Path]:
+    """Every folder the daemon writes to, by its key."""
     folders = {
         "folders.inbox": config.folders.inbox,
         "folders.outbox": config.folders.outbox,
@@ -710,8 +711,39 @@ def prepare_folders(config: Config) -> None:
     }
     if config.on_success == "archive":
         folders["folders.archive"] = config.folders.archive
+    return folders
+
+
+def plan_folders(config: Config) -> list[tuple[str, Path]]:
+    """Read-only (for `check-config`): the folders `run` would create, by key; raises
+    :class:`ConfigError` for what can be seen without writing (a file where a folder should
+    be, a folder or parent the daemon's user cannot write)."""
+    problems, missing = [], []
+    for key, path in _folders(config).items():
+        if path.exists():
+            if not path.is_dir():
+                problems.append(f"{key}: {path} exists but is a file, not a folder")
+            elif not os.access(path, os.W_OK | os.X_OK):
+                problems.append(f"{key}: {path} is not writable")
+            continue
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            problems.append(f"{key}: {path} cannot be created: {parent} is a file, not a folder")
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            problems.append(f"{key}: {path} cannot be created: {parent} is not writable")
+        else:
+            missing.append((key, path))
+    if problems:
+        raise ConfigError(problems)
+    return missing
+
+
+def prepare_folders(config: Config) -> None:
+    """Create every folder the daemon writes to and prove each is a writable directory."""
     problems = []
-    for key, path in folders.items():
+    for key, path in _folders(config).items():
         # state_dir holds the journal and its pre-signed result links: the daemon's user only.
         problem = _prepare_one(path, 0o700 if key == "state_dir" else 0o777)
         if problem:

@@ -50,3 +50,26 @@ class TestJournalTrust:
         assert result.returncode == 2
         (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("ocr-watch:")]
         assert str(journal) in line and "not a database" in line and "backup" in line
+
+
+class TestCheckConfigIsReadOnly:
+    def test_check_config_names_the_folders_run_would_create_and_creates_none(self, tmp_path: Path) -> None:
+        config = tmp_path / "config.yaml"
+        config.write_text("folders: {inbox: srv/in, outbox: srv/out, quarantine: srv/q}\n"
+                          "api: {key: abcdefgh}\n")
+        result = run_cli("check-config", "--config", str(config))
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"], "nothing was created"
+        would = [ln for ln in result.stdout.splitlines() if ln.startswith("# run would create")]
+        for key, folder in (("folders.inbox", "srv/in"), ("folders.outbox", "srv/out"),
+                            ("folders.quarantine", "srv/q"), ("folders.archive", "srv/archive")):
+            assert f"# run would create {key}: {tmp_path / folder}" in would, (key, would)
+        assert any(ln.startswith("# run would create state_dir:") for ln in would)
+
+    def test_check_config_reports_a_file_where_a_folder_should_be(self, tmp_path: Path) -> None:
+        config = tmp_path / "config.yaml"
+        (tmp_path / "out").write_text("a file")
+        config.write_text("folders: {inbox: in, outbox: out, quarantine: q}\napi: {key: abcdefgh}\n")
+        result = run_cli("check-config", "--config", str(config))
+        assert result.returncode == 2 and "folders.outbox" in result.stderr and "not a folder" in result.stderr
+        assert not (tmp_path / "in").exists()
