@@ -73,7 +73,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("folders", "on_success", "state_dir", "api", "ocr", "pool", "poll", "callback", "watch",
          "retry", "log_level"),
     "folders": ("inbox", "outbox", "quarantine", "archive"),
-    "api": ("base_url", "key", "key_file", "requests_per_second"),
+    "api": ("base_url", "key", "key_file", "requests_per_second", "answer_timeout_seconds",
+            "download_min_bytes_per_second"),
     "ocr": ("format", "language", "password"),
     "pool": ("max_in_flight", "queue_size"),
     "poll": ("interval_seconds", "timeout_seconds"),
@@ -135,6 +136,9 @@ class ApiSettings:
     base_url: str
     key: Secret
     requests_per_second: float
+    # A call's whole life (httpx's timeouts are per read): see api/client.py.
+    answer_timeout_seconds: float = 60.0
+    download_min_bytes_per_second: float = 16384.0
 
 
 @dataclass(frozen=True)
@@ -493,10 +497,13 @@ def _check_folder_relations(r: _Reader, folders: Mapping[str, Path]) -> None:
 def _read_api(r: _Reader, section: Mapping[str, Any], env: Mapping[str, str]) -> ApiSettings | None:
     base_url = r.get(section, "api.base_url", DEFAULT_BASE_URL, _check_base_url(r))
     rps = r.get(section, "api.requests_per_second", 2, r.number(0, inclusive=False))
+    answer = r.get(section, "api.answer_timeout_seconds", 60, r.number(0, inclusive=False))
+    min_rate = r.get(section, "api.download_min_bytes_per_second", 16384, r.number(0, inclusive=False))
     key = _read_key(r, section, env)
-    if base_url is None or rps is None or key is None:
+    if base_url is None or rps is None or key is None or answer is None or min_rate is None:
         return None
-    return ApiSettings(base_url=base_url, key=key, requests_per_second=rps)
+    return ApiSettings(base_url=base_url, key=key, requests_per_second=rps, answer_timeout_seconds=answer,
+                       download_min_bytes_per_second=min_rate)
 
 
 def _check_base_url(r: _Reader) -> Callable[[str, Any], str | None]:
@@ -778,7 +785,9 @@ def describe(config: Config) -> str:
         "on_success": config.on_success,
         "state_dir": str(config.state_dir),
         "api": {"base_url": config.api.base_url, "key": str(config.api.key),
-                "requests_per_second": config.api.requests_per_second},
+                "requests_per_second": config.api.requests_per_second,
+                "answer_timeout_seconds": config.api.answer_timeout_seconds,
+                "download_min_bytes_per_second": config.api.download_min_bytes_per_second},
         "ocr": {"format": config.ocr.format, "language": config.ocr.language,
                 "password": None if config.ocr.password is None else str(config.ocr.password)},
         "pool": {"max_in_flight": config.pool.max_in_flight, "queue_size": config.pool.queue_size},

@@ -102,7 +102,9 @@ async def serve(
     settings = pool_settings(config, url)
     journal = Journal(config.state_dir / "journal.sqlite3")
     client = PicWishClient(config.api.base_url, config.api.key.reveal(),
-                           requests_per_second=config.api.requests_per_second)
+                           requests_per_second=config.api.requests_per_second,
+                           answer_timeout_s=config.api.answer_timeout_seconds,
+                           download_min_bps=config.api.download_min_bytes_per_second)
     pool = Pool(journal, client, settings)
     memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, pool.poller.planner)
     activity = asyncio.Event()

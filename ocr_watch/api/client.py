@@ -45,6 +45,12 @@ __all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "raise_for_task_state"]
 # survives a stalled slow link during a 200 MB upload and the service's wait before it
 # answers a large create; pool: how long a call may wait for a free connection.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=60.0)
+# httpx's read timeout is per read: an answer trickling a byte every 20 s never trips it.
+# These bound a call's whole life instead (config: api.answer_timeout_seconds,
+# api.download_min_bytes_per_second).
+DEFAULT_ANSWER_TIMEOUT_S = 60.0  # from the request sent whole (a create: its upload) to the answer read whole
+DEFAULT_DOWNLOAD_MIN_BPS = 16 * 1024.0  # a result download slower than this on average is abandoned...
+DOWNLOAD_GRACE_S = 30.0  # ...once this much time has passed (a slow start is not a stall)
 
 _TASKS_PATH = "/api/tasks/document/ocr"
 _CHUNK_BYTES = 1024 * 1024
@@ -104,9 +110,13 @@ class PicWishClient:
         timeout: httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_rate_limit_retries: int = 20,
+        answer_timeout_s: float = DEFAULT_ANSWER_TIMEOUT_S,
+        download_min_bps: float = DEFAULT_DOWNLOAD_MIN_BPS,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
+        self.answer_timeout_s = answer_timeout_s
+        self.download_min_bps = download_min_bps
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._max_rate_limit_retries = max_rate_limit_retries
@@ -261,9 +271,30 @@ class PicWishClient:
             return body, sent_at
 
     async def _send(self, kind: _Kind, request: httpx.Request) -> httpx.Response:
-        """Send and read the whole (small) answer; map transport errors once, here."""
+        """Send and read the whole (small) answer; map transport errors once, here.
+
+        The answer must be read whole within `answer_timeout_s` of the request being sent
+        whole (a create's upload, which may take minutes on a slow line, is not counted);
+        past that the call is abandoned like a timeout. A create so abandoned may have made
+        a task.
+        """
+        loop = asyncio.get_running_loop()
         try:
-            return await self._http.send(request)
+            async with asyncio.timeout(None) as deadline:
+                def arm() -> None:
+                    deadline.reschedule(loop.time() + self.answer_timeout_s)
+
+                if isinstance(request.stream, _Coalesced):
+                    request.stream.on_end = arm  # armed when the upload's last byte is sent
+                else:
+                    arm()
+                return await self._http.send(request)
+        except TimeoutError:
+            text = (f"the answer from {_safe_url(request.url)} did not arrive whole within "
+                    f"{self.answer_timeout_s:g} s (api.answer_timeout_seconds)")
+            if kind == "create":
+                text += "; the task may have been created"
+            raise ServerError(text, ambiguous=kind == "create") from None
         except httpx.HTTPError as exc:
             self._raise_transport(kind, exc)
 
@@ -360,21 +391,32 @@ class PicWishClient:
         return written
 
     async def _stream_to(self, url: str, out: IO[bytes]) -> int:
+        """Stream a result into `out`; abandoned once its average rate, after a grace
+        period, falls below `download_min_bps` (a trickle never trips a per-read timeout)."""
         written = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            # Redirects are safe to follow here: no key is ever attached to this request.
-            async with self._results.stream("GET", url) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    _raise_for_download_status(response.status_code, _safe_url(url))
-                async for chunk in response.aiter_bytes(_CHUNK_BYTES):
-                    out.write(chunk)
-                    written += len(chunk)
+            async with asyncio.timeout_at(started + DOWNLOAD_GRACE_S) as deadline:
+                # Redirects are safe to follow here: no key is ever attached to this request.
+                async with self._results.stream("GET", url) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        _raise_for_download_status(response.status_code, _safe_url(url))
+                    async for chunk in response.aiter_bytes(_CHUNK_BYTES):
+                        out.write(chunk)
+                        written += len(chunk)
+                        deadline.reschedule(started + DOWNLOAD_GRACE_S + written / self.download_min_bps)
                 expected = response.headers.get("Content-Length")
                 # Content-Length counts the bytes on the wire: those we wrote, unless the
                 # body was content-encoded (then httpx's raw count is the one to compare).
                 encoded = response.headers.get("Content-Encoding", "identity") != "identity"
                 received = response.num_bytes_downloaded if encoded else written
+        except TimeoutError:
+            raise ServerError(
+                f"the result download from {_safe_url(url)} was slower than "
+                f"{self.download_min_bps:g} bytes/s (api.download_min_bytes_per_second): "
+                f"{written} bytes in {loop.time() - started:.0f} s", ambiguous=False) from None
         except httpx.HTTPError as exc:
             self._raise_transport("download", exc)
         if expected is not None and expected.isdigit() and int(expected) != received:
@@ -415,6 +457,7 @@ class _Coalesced(httpx.AsyncByteStream):
     def __init__(self, inner: Any, chunk_bytes: int = 64 * 1024) -> None:
         self._inner = inner
         self._chunk_bytes = chunk_bytes
+        self.on_end: Callable[[], None] | None = None  # told when the last byte has been handed on
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         pending: list[bytes] = []
@@ -427,6 +470,8 @@ class _Coalesced(httpx.AsyncByteStream):
                 pending, size = [], 0
         if pending:
             yield b"".join(pending)
+        if self.on_end is not None:
+            self.on_end()
 
     @property
     def fields(self) -> Any:

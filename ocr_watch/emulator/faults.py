@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Faults that replace or disturb a response on a route.
-REQUEST_KINDS = frozenset({"http_500", "http_429", "slow", "drop", "malformed_json", "body_500"})
+REQUEST_KINDS = frozenset({"http_500", "http_429", "slow", "drop", "malformed_json", "body_500", "trickle"})
 #: Faults that apply to tasks rather than to one request.
 TASK_KINDS = frozenset({"state", "expired_url"})
 #: Faults that apply to result downloads only.
@@ -53,6 +53,10 @@ def validate_fault(kind: str, route: str, count: int, params: dict[str, Any]) ->
         out["delay_s"] = float(out.get("delay_s", 1.0))
         if out["delay_s"] < 0:
             raise ValueError("delay_s must be >= 0")
+    elif kind == "trickle":  # headers at once, then the body one byte every interval_s
+        out["interval_s"] = float(out.get("interval_s", 20.0))
+        if out["interval_s"] <= 0:
+            raise ValueError("interval_s must be > 0")
     elif kind == "http_429":
         if out.get("retry_after") is not None:
             out["retry_after"] = float(out["retry_after"])

@@ -34,8 +34,8 @@ RESULT_RE = re.compile(r"^/r/([^/]+)/([^/]+)\.([a-z]+)$")
 #: Bodies up to this size are read and discarded after an early answer, keeping the connection.
 DRAIN_LIMIT = 1024 * 1024
 #: Request faults that make sense on each route.
-API_FAULTS = frozenset({"http_500", "http_429", "slow", "drop", "malformed_json", "body_500"})
-DOWNLOAD_FAULTS = frozenset({"http_500", "http_429", "slow", "drop"})
+API_FAULTS = frozenset({"http_500", "http_429", "slow", "drop", "malformed_json", "body_500", "trickle"})
+DOWNLOAD_FAULTS = frozenset({"http_500", "http_429", "slow", "drop", "trickle"})
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -134,8 +134,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def send_bytes(self, status: int, body: bytes, content_type: str, *, headers: dict[str, str] | None = None,
-                   close: bool = False, truncate_to: int | None = None) -> None:
-        """Write a full response; ``truncate_to`` sends only that many body bytes, then closes."""
+                   close: bool = False, truncate_to: int | None = None, trickle_s: float | None = None) -> None:
+        """Write a full response; ``truncate_to`` sends only that many body bytes, then closes;
+        ``trickle_s`` sends the body a byte at a time, that many seconds apart (until the
+        client hangs up)."""
         self._status_sent = status
         self._record()
         self.send_response(status)
@@ -148,7 +150,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         try:
-            if truncate_to is not None:
+            if trickle_s is not None:
+                self.wfile.flush()
+                for i in range(len(body)):
+                    self.emu._sleep(trickle_s)
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+            elif truncate_to is not None:
                 self.wfile.write(body[:truncate_to])
                 self.wfile.flush()
                 self._abort()
@@ -160,11 +168,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_envelope(self, status: int, message: str, data: Any = None, *, http_status: int | None = None,
                       headers: dict[str, str] | None = None, close: bool = False,
-                      truncate: bool = False) -> None:
+                      truncate: bool = False, trickle_s: float | None = None) -> None:
         """Write the JSON envelope ``{"status","message","data"}``."""
         body = json.dumps({"status": status, "message": message, "data": data}, separators=(",", ":")).encode()
         self.send_bytes(http_status if http_status is not None else status, body, "application/json",
-                        headers=headers, close=close, truncate_to=max(1, len(body) // 2) if truncate else None)
+                        headers=headers, close=close, truncate_to=max(1, len(body) // 2) if truncate else None,
+                        trickle_s=trickle_s)
 
     def send_json(self, status: int, payload: Any) -> None:
         """Raw JSON (control routes)."""
@@ -220,7 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = b'{"status":200,"message":"success","data":{"task_id":'
             self.send_bytes(200, body, "application/json")
             return
-        self.send_envelope(status, message, data, truncate=rule is not None and rule.kind == "drop")
+        trickle = float(rule.params["interval_s"]) if rule is not None and rule.kind == "trickle" else None
+        self.send_envelope(status, message, data, truncate=rule is not None and rule.kind == "drop",
+                           trickle_s=trickle)
 
 
 class ApiHandler(_Handler):
@@ -454,5 +465,6 @@ class ResultHandler(_Handler):
                 broken = "drop"
         if broken and self._fault is None:
             self._fault = broken
+        trickle = float(rule.params["interval_s"]) if rule is not None and rule.kind == "trickle" else None
         self.send_bytes(200, body, CONTENT_TYPES.get(m.group(3), "application/octet-stream"),
-                        truncate_to=len(body) // 2 if broken else None)
+                        truncate_to=len(body) // 2 if broken else None, trickle_s=trickle)
