@@ -4,7 +4,8 @@
     1  once: at least one file went to quarantine
     2  bad configuration or usage (one line per problem, naming the key)
     3  once: the account was refused (bad key, no credits); files were left in the inbox
-   70  an internal error (logged, with the key redacted)
+   70  an internal error (logged, with the key redacted), e.g. the inbox watcher's thread died
+       (`watcher_died`): systemd's Restart=on-failure starts it again
 """
 
 from __future__ import annotations
