@@ -88,7 +88,8 @@ class InboxWatcher:
     """A recursive watch on the inbox that reports (relative path, reason)."""
 
     def __init__(self, root: Path, report: Report, *, mode: str = "auto", poll_interval_s: float = 1.0,
-                 on_trouble: Callable[[], object] | None = None, on_overflow: Callable[[], object] | None = None) -> None:
+                 on_trouble: Callable[[], object] | None = None,
+                 on_overflow: Callable[[], object] | None = None) -> None:
         """`on_trouble`: called (on a watchdog thread) when the inbox itself was deleted, so a
         supervisor can check `health()` at once. `on_overflow`: called (on a watchdog thread)
         when the kernel dropped events; the inbox needs a scan."""

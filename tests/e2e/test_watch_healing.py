@@ -135,11 +135,11 @@ class TestOverflow:
     def test_an_overflow_scans_at_once_and_watchdogs_warning_is_a_json_line(
         self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
     ) -> None:
-        """A real overflow: the daemon is stopped (SIGSTOP) while 80 files arrive through a queue of 16
-        events. Every file is processed (events were lost: the scan finds them), and watchdog's own
-        warning reaches stderr as a JSON line naming its logger."""
+        """A real overflow: the daemon is stopped (SIGSTOP) while 80 files (about 400 events) arrive
+        through a queue of 128 events. Every file is processed (events were lost: the scan finds
+        them), and watchdog's own warning reaches stderr as a JSON line naming its logger."""
         daemon = daemon_factory(workspace.write_config(watch={"mode": "native"}))
-        with small_inotify_queue(16):  # machine-wide: kept only until the daemon has its inotify instance
+        with small_inotify_queue(128):  # machine-wide: kept only until the daemon has its inotify instance
             daemon.start()
             daemon.wait_event("watching", 60)
         assert daemon.proc is not None

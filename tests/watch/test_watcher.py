@@ -174,7 +174,8 @@ class TestKeepWatching:
 
 @needs_linux
 def test_a_dead_observer_ends_ocr_watch_run_with_a_non_zero_exit(
-        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """`ocr-watch run` (in process, so the thread can be killed): exit 70, and the log says why."""
     from ocr_watch import cli, daemon
 
