@@ -6,7 +6,8 @@
        cannot be trusted: lost, emptied, replaced, corrupt or not writable (one line naming
        the file and the remedy)
     3  once: the account was refused (bad key, no credits); files were left in the inbox
-   70  an internal error (logged, with the key redacted)
+   70  an internal error (logged, with the key redacted), e.g. the inbox watcher's thread died
+       (`watcher_died`): systemd's Restart=on-failure starts it again
    75  run/once: another ocr-watch holds this state_dir or inbox (its pid is named); not started.
        Temporary by design: systemd's Restart=on-failure retries it, so a restart that overlaps
        the old process's exit is not fatal

@@ -17,7 +17,6 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 
 import structlog
@@ -30,7 +29,7 @@ from ocr_watch.journal import Journal
 from ocr_watch.pool import Pool, PoolSettings
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY, PlannerMemory
 from ocr_watch.results.fsops import remove_stale_temps
-from ocr_watch.watch import InboxWatcher
+from ocr_watch.watch import InboxWatcher, keep_watching
 
 __all__ = ["Outcome", "serve", "pool_settings"]
 
@@ -114,8 +113,11 @@ async def serve(
     def report_from_watcher(rel: str, why: str) -> None:  # runs on the observer thread
         loop.call_soon_threadsafe(admission.report, rel, why)
 
+    watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
     watcher = InboxWatcher(config.folders.inbox, report_from_watcher,
-                           mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds)
+                           mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
+                           on_trouble=lambda: loop.call_soon_threadsafe(watch_trouble.set),
+                           on_overflow=lambda: loop.call_soon_threadsafe(admission.spawn_scan))
     receiver = None if token is None else CallbackReceiver(
         config.callback.listen_host, config.callback.listen_port, token, pool.poller.deliver, loop)
     outcome = Outcome()
@@ -148,6 +150,8 @@ async def serve(
             _listen(receiver)
         if not once:
             await asyncio.to_thread(watcher.start)
+            tasks.append(asyncio.create_task(keep_watching(watcher, admission.spawn_scan, wake=watch_trouble),
+                                             name="watch"))
         admission.spawn_scan()
         if not once and config.watch.rescan_seconds > 0:
             tasks.append(asyncio.create_task(_rescan(admission, config.watch.rescan_seconds), name="rescan"))
@@ -176,9 +180,8 @@ async def serve(
         await pool.shutdown(SHUTDOWN_GRACE_S)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        # Not `await task`: a stage that crashed would raise again here and skip the rest.
+        await asyncio.gather(*tasks, return_exceptions=True)
         memory.save()
         await client.aclose()
         journal.close()

@@ -4,19 +4,25 @@ JSON lines when stderr is not a terminal (systemd's journal, files, pipes), read
 console lines when it is. Every event passes through `Redactor` last before rendering, so a
 secret (the API key, an OCR password) is replaced wherever it appears, even inside an
 exception text or a URL that some code put into an event by mistake.
+
+Libraries log through the standard `logging` module (watchdog, asyncio); their records, the
+`warnings` module's and a thread's uncaught exception take the same road, so that every line
+on stderr is rendered alike (JSON for the journal) and redacted, with a `logger` field
+naming where a library record came from.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["Redactor", "configure"]
+__all__ = ["Redactor", "configure", "StdlibHandler"]
 
 MASK = "***"
 
@@ -46,29 +52,70 @@ class Redactor:
         return {k: self._clean(v) for k, v in event.items()}
 
 
+class StdlibHandler(logging.Handler):
+    """The root handler: renders a stdlib record with the structlog processors, one line each.
+
+    It writes through a structlog `PrintLogger` on the same stream, whose per-stream lock is
+    the one our own events take, so a library line and ours never interleave mid-line.
+    """
+
+    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self._out = structlog.PrintLogger(file=stream)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._out.msg(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | None = None,
               stream: TextIO | None = None) -> None:
     """Configure structlog for this process; `json=None` picks by whether stderr is a TTY."""
     stream = stream or sys.stderr
     if json is None:
         json = not stream.isatty()
-    processors: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info if json else structlog.dev.set_exc_info,
-        Redactor(secrets),
-    ]
-    processors.append(
+    redactor = Redactor(secrets)
+    renderer: Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
+    exc_info: Processor = structlog.processors.format_exc_info if json else structlog.dev.set_exc_info
+    stamps: list[Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    processors: list[Processor] = [structlog.contextvars.merge_contextvars, *stamps, exc_info, redactor, renderer]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     # httpx logs each request at INFO with its full URL, and a result URL carries its
     # signature; our own events say what matters, so keep the library quiet.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*stamps, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, exc_info, redactor, renderer],
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
+        root.removeHandler(old)  # configured again (tests): one root handler of ours
+    root.addHandler(StdlibHandler(stream, formatter))
+    root.setLevel(numeric_level)
+    logging.captureWarnings(True)  # `warnings.warn` becomes a record of the `py.warnings` logger
+    threading.excepthook = _log_thread_crash
+
+
+def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception (a watchdog thread's, say) as an event, not a bare traceback."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else None
+    structlog.get_logger("ocr_watch").error(
+        "thread_crashed", thread=name,
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))

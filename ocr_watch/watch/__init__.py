@@ -2,5 +2,6 @@
 
 from .observer import InboxWatcher
 from .scan import scan_files
+from .supervisor import WatcherDied, keep_watching
 
-__all__ = ["InboxWatcher", "scan_files"]
+__all__ = ["InboxWatcher", "WatcherDied", "keep_watching", "scan_files"]

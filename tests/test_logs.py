@@ -1,0 +1,92 @@
+"""ocr_watch.logs: library records, warnings and thread crashes are JSON lines, redacted like ours."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from ocr_watch import logs
+
+pytestmark = pytest.mark.timeout(30)
+
+KEY = "sk-live-0123456789abcdef"
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """A JSON-configured stream; the process-wide logging state is put back afterwards."""
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, threading.excepthook
+    out = io.StringIO()
+    logs.configure("info", secrets=[KEY], json=True, stream=out)
+    yield out
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    threading.excepthook = hook
+    logging.captureWarnings(False)
+    structlog.reset_defaults()
+
+
+def lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]  # every line must parse
+
+
+def test_a_library_warning_is_one_redacted_json_line_naming_its_logger(stream: io.StringIO) -> None:
+    logging.getLogger("watchdog.observers.inotify_c").warning("cannot read %s with key %s", "/in", KEY)
+    structlog.get_logger("ocr_watch").info("ours", key_used=KEY)
+    found = lines(stream)
+    assert [e["event"] for e in found] == ["cannot read /in with key ***", "ours"]
+    assert found[0]["logger"] == "watchdog.observers.inotify_c"
+    assert found[0]["level"] == "warning" and found[0]["timestamp"]
+    assert found[1]["key_used"] == "***"
+    assert KEY not in stream.getvalue()
+
+
+def test_a_library_exception_keeps_its_traceback_redacted(stream: io.StringIO) -> None:
+    try:
+        raise OSError(f"refused {KEY}")
+    except OSError:
+        logging.getLogger("somelib").exception("failed")
+    (event,) = lines(stream)
+    assert event["event"] == "failed" and event["level"] == "error"
+    assert "OSError: refused ***" in event["exception"]
+    assert KEY not in stream.getvalue()
+
+
+def test_below_the_level_and_httpx_info_stay_quiet(stream: io.StringIO) -> None:
+    logging.getLogger("somelib").debug("chatter")
+    logging.getLogger("httpx").info("HTTP Request: GET https://x/?sig=abc")
+    logging.getLogger("httpx").warning("retrying")
+    assert [e["event"] for e in lines(stream)] == ["retrying"]
+
+
+def test_python_warnings_and_thread_crashes_are_json_too(stream: io.StringIO) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn(f"odd {KEY}", RuntimeWarning, stacklevel=1)
+
+    def crash() -> None:
+        raise ValueError(f"thread died holding {KEY}")
+
+    thread = threading.Thread(target=crash, name="emitter")
+    thread.start()
+    thread.join()
+    warned, crashed = lines(stream)
+    assert warned["logger"] == "py.warnings" and "RuntimeWarning: odd ***" in warned["event"]
+    assert crashed["event"] == "thread_crashed" and crashed["thread"] == "emitter"
+    assert "ValueError: thread died holding ***" in crashed["exception"]
+    assert KEY not in stream.getvalue()
+
+
+def test_configured_twice_there_is_still_one_root_handler(stream: io.StringIO) -> None:
+    logs.configure("info", secrets=[KEY], json=True, stream=stream)
+    logging.getLogger("somelib").warning("once")
+    assert [e["event"] for e in lines(stream)] == ["once"]
