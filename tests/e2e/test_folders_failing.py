@@ -126,9 +126,6 @@ def test_a_read_only_quarantine_holds_failures_until_it_is_writable_with_no_rest
     wait_for(lambda: (workspace.archive / "good.png").exists(), 60, what="the good file done meanwhile")
     wait_for(lambda: states(workspace).get("notes.xyz") == "quarantining"
              and states(workspace).get("sub/broken.png") == "quarantining", 60, what="both failures waiting")
-    wait_for(lambda: max((e["failures"] for e in daemon.folder_failures("quarantine")), default=0) >= 2
-             or len({e["file"] for e in daemon.folder_failures("quarantine")}) == 2 or None,
-             60, what="quarantine retried")
     assert workspace.files(workspace.quarantine) == []
     assert workspace.files(workspace.inbox) == ["notes.xyz", "sub/broken.png"], "nothing lost meanwhile"
 
@@ -193,10 +190,10 @@ def test_an_archive_that_cannot_be_written_is_waited_for_and_the_sources_end_the
     for rel, data in files.items():
         workspace.drop(rel, data)
     wait_for(lambda: workspace.files(workspace.outbox) == ["a.txt", "sub/b.txt"], 60, what="outputs written")
-    wait_for(lambda: len({e["file"] for e in daemon.folder_failures("archive")}) == 2
-             or max((e["failures"] for e in daemon.folder_failures("archive")), default=0) >= 3 or None,
-             60, what="archive moves refused")
-    wait_for(lambda: set(states(workspace).values()) == {"finishing"} or None, 30, what="both finishing")
+    wait_for(lambda: len(states(workspace)) == 2 and set(states(workspace).values()) <= {"finishing", "done"}
+             or None, 30, what="both past their download")
+    time.sleep(1.0)  # the scenario: the archive stays broken a while (retries back off to 1 s)
+    assert set(states(workspace).values()) == {"finishing"}, "a file gave up on the archive"
     assert workspace.files(workspace.inbox) == ["a.png", "sub/b.png"]
 
     workspace.archive.chmod(0o755)
@@ -222,7 +219,8 @@ def test_a_stop_while_waiting_for_a_folder_is_prompt_and_the_next_start_resumes(
     workspace.outbox.chmod(0o555)
     data = png_bytes(4)
     workspace.drop("x.png", data)
-    wait_for(lambda: daemon.folder_failures("outbox") or None, 60, what="the download waiting")
+    wait_for(lambda: journal_rows(workspace).get("x.png", {}).get("last_stage") == "output" or None,
+             60, what="the download waiting")
     started = time.monotonic()
     assert daemon.terminate() == 0
     assert time.monotonic() - started < 10, "the stop waited for the retry loop (grace is 20 s)"
