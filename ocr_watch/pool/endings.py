@@ -61,14 +61,17 @@ class Endings:
         """After the output is complete: archive, delete or keep the source.
 
         Returns where the source went (None for delete, keep, or nothing to move) and a note
-        for the journal when something was unusual.
+        for the journal when something was unusual. Raises OSError when the archive (or the
+        inbox, for delete) refuses: the pool waits and calls again, which is safe (a move
+        interrupted half way is finished, a source already deleted is not an error).
         """
         job = asyncio.ensure_future(asyncio.to_thread(self._finish_in_thread, row))
-        try:
-            return await _in_thread_shielded(job)
-        except OSError as exc:
-            log.error("finish_source_failed", file=row.rel, error=str(exc))
-            return None, f"output written, but the source could not be moved ({self.settings.on_success}): {exc}"
+        return await _in_thread_shielded(job)
+
+    @property
+    def finish_folder(self) -> str:
+        """The folder `finish` writes to, for the log when it fails."""
+        return "archive" if self.settings.on_success == "archive" else "inbox"
 
     def _finish_in_thread(self, row: Row) -> tuple[Path | None, str | None]:
         source = self._source(row)

@@ -8,13 +8,19 @@
     RateLimited           so it never counts against one
     ServerError (other)   retry with backoff, counted; quarantine after `max_attempts`
 
-Pure apart from the outage counter, so the rules are tested without a server.
+Our own folders failing (outbox, archive or quarantine full, read-only or gone) is an outage
+too: the file waits, with the same backoff, until the folder works again. Only an error no
+retry can cure (a name the folder refuses) is that file's own (`folder_may_recover`).
+
+Pure apart from the outage counters, so the rules are tested without a server.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import random
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from ocr_watch.api import (
@@ -28,9 +34,19 @@ from ocr_watch.api import (
 
 from .backoff import backoff_delay
 
-__all__ = ["Action", "ErrorPolicy", "Verdict"]
+__all__ = ["Action", "ErrorPolicy", "Verdict", "folder_may_recover"]
 
 OUTAGE_BACKOFF_MAX_S = 60.0
+
+# Errors about this one file's name or kind, which no waiting cures: everything else from our
+# folders (no space, no permission, read-only, gone, a share that went away) is the folder's.
+_THIS_FILES_OWN = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL, errno.ELOOP, errno.EISDIR,
+                             errno.EFBIG})
+
+
+def folder_may_recover(exc: OSError) -> bool:
+    """Whether a failure to write in one of our folders may pass when a person fixes the folder."""
+    return exc.errno not in _THIS_FILES_OWN
 
 
 class Action(enum.Enum):
@@ -58,7 +74,7 @@ class ErrorPolicy:
         self.backoff_max_s = backoff_max_s
         self._rng = rng or random.Random()
         self.outage_failures = 0
-        self.local_failures = 0
+        self._local_failures: dict[Hashable, int] = {}
 
     def judge(self, exc: ApiError, *, stage: str, attempts: int, task_id: str | None) -> Verdict:
         """`attempts` counts this failure too when it is a counted kind (see `Verdict.counts`)."""
@@ -93,9 +109,19 @@ class ErrorPolicy:
         failures, self.outage_failures = self.outage_failures, 0
         return failures
 
-    def local_failure_delay(self) -> float:
-        """Our own disk failed (full, permissions): wait for it, never blame the file."""
-        delay = backoff_delay(self.local_failures, self.backoff_initial_s,
+    def local_failure_delay(self, key: Hashable = None) -> float:
+        """Our own disk failed (full, permissions): wait for it, never blame the file.
+
+        Counted per `key` (the pool uses the file's row): a file that waits on a broken
+        subfolder backs off on its own, whatever other files in working folders do.
+        """
+        failures = self._local_failures.get(key, 0)
+        delay = backoff_delay(failures, self.backoff_initial_s,
                               min(self.backoff_max_s, OUTAGE_BACKOFF_MAX_S), self._rng)
-        self.local_failures += 1
+        self._local_failures[key] = failures + 1
         return delay
+
+    def local_failure_over(self, key: Hashable = None) -> int:
+        """The write of `key` worked (or its file is finished): returns how many failures it
+        had (0 if none), and forgets them."""
+        return self._local_failures.pop(key, 0)

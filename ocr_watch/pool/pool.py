@@ -20,6 +20,12 @@ Rules that keep the users' three promises:
 
 What an error means is decided in `policy.py`; how a source leaves the inbox, in
 `endings.py`. This module moves each file from step to step and writes the journal.
+
+Our own folders failing (outbox, archive or quarantine full, read-only or gone) is an outage,
+not the file's fault: the file stays in its state and retries with the local-failure backoff,
+logged once a folder and then rarely, until the folder works again; no restart needed. What
+no retry can cure ends that file's journey with a loud log line, its slot released: one file
+never holds the daemon. A stop ends these waits at once; the next start resumes the row.
 """
 
 from __future__ import annotations
@@ -45,13 +51,16 @@ from ocr_watch.results.naming import output_candidates
 from .endings import Endings
 from .planner import PollPlanner
 from .poller import Poller, Target
-from .policy import Action, ErrorPolicy, Verdict
+from .policy import Action, ErrorPolicy, Verdict, folder_may_recover
 from .settings import PoolSettings
 
 __all__ = ["Pool"]
 
 QUOTA_WINDOW_S = 10.0
 QUOTA_BUSY_SHARE = 0.9
+# A folder that keeps failing is logged at its first failure, then every Nth or after a while.
+FOLDER_LOG_EVERY = 10
+FOLDER_LOG_INTERVAL_S = 60.0
 
 
 def _stamp_and_hash(source: Path, known: str | None) -> tuple[FileStamp, str]:
@@ -59,7 +68,23 @@ def _stamp_and_hash(source: Path, known: str | None) -> tuple[FileStamp, str]:
     current = stamp(source)
     return current, known or sha256_file(source)
 
+
+def _output_in_place(dest: Path) -> bool:
+    """Whether an earlier run already renamed the output into place; if not, make its folder."""
+    if dest.exists():
+        return True
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
 log = structlog.get_logger("ocr_watch.pool")
+
+
+@dataclasses.dataclass
+class _Trouble:
+    """A folder failing: how many writes it refused since it last worked; when that was logged."""
+
+    failures: int = 0
+    logged_at: float = 0.0
 
 
 class Pool:
@@ -98,6 +123,8 @@ class Pool:
         self._jobs: set[asyncio.Task[Any]] = set()
         self._critical: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self._folder_trouble: dict[str, _Trouble] = {}
         self.counts = {"done": 0, "quarantined": 0}
         self.poller = Poller(
             self._query,
@@ -191,6 +218,7 @@ class Pool:
         them again. An upload is let finish because cancelling it could cost a credit.
         """
         self._stopping = True
+        self._stop_requested.set()  # ends every retry wait: those rows resume at the next start
         critical = [job for job in self._critical if not job.done()]
         if critical:
             _, pending = await asyncio.wait(critical, timeout=grace_s)
@@ -218,11 +246,48 @@ class Pool:
 
     def _release(self, row_id: int) -> None:
         self._in_flight.discard(row_id)
+        self.policy.local_failure_over(row_id)
         self._slot_freed.set()
         self.on_change()
 
     def _source(self, row: Row) -> Path:
         return self.settings.inbox / row.rel
+
+    async def _pause(self, delay_s: float) -> None:
+        """Wait before a retry; a stop cuts the wait short by cancelling the job (its row stays in
+        its live state in the journal, and the next start resumes it)."""
+        if not self._stop_requested.is_set():
+            try:
+                await asyncio.wait_for(self._stop_requested.wait(), delay_s)
+            except TimeoutError:
+                return
+        raise asyncio.CancelledError("stopping")
+
+    async def _folder_failed(self, row: Row, folder: str, exc: OSError) -> None:
+        """One of our folders refused a write: wait for it with backoff, never blame the file.
+
+        The backoff is the file's own; the log line is the folder's: its first failure, then
+        every FOLDER_LOG_EVERY-th or once a FOLDER_LOG_INTERVAL_S, so a folder broken for a
+        day with many files waiting is a few lines, not thousands.
+        """
+        delay = self.policy.local_failure_delay(row.id)
+        trouble = self._folder_trouble.setdefault(folder, _Trouble())
+        trouble.failures += 1
+        now = time.monotonic()
+        if (trouble.failures == 1 or trouble.failures % FOLDER_LOG_EVERY == 0
+                or now - trouble.logged_at >= FOLDER_LOG_INTERVAL_S):
+            trouble.logged_at = now
+            log.error("folder_failing", folder=folder, path=str(getattr(self.settings, folder)), error=str(exc),
+                      file=row.rel, failures=trouble.failures, retry_in_s=round(delay, 2),
+                      action="the file waits; fix the folder, no restart needed")
+        await self._pause(delay)
+
+    def _folder_works(self, row: Row, folder: str) -> None:
+        self.policy.local_failure_over(row.id)
+        trouble = self._folder_trouble.pop(folder, None)
+        if trouble is not None:
+            log.info("folder_working_again", folder=folder, path=str(getattr(self.settings, folder)),
+                     after_failures=trouble.failures, file=row.rel)
 
     # -- the journey ---------------------------------------------------------------------
 
@@ -410,45 +475,46 @@ class Pool:
         bound = log.bind(file=row.rel, task_id=row.task_id)
         try:
             while True:
-                row = self._reserve_output(row)
-                assert row.output_rel is not None and row.result_url is not None
-                dest = self.settings.outbox / row.output_rel
-                if dest.exists():
-                    break  # renamed into place by an earlier run that died before noting it
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                started = time.monotonic()
                 try:
+                    row = await self._reserve_output(row)
+                    assert row.output_rel is not None and row.result_url is not None
+                    dest = self.settings.outbox / row.output_rel
+                    if await asyncio.to_thread(_output_in_place, dest):
+                        break  # renamed into place by an earlier run that died before noting it
+                    started = time.monotonic()
                     size = await self.client.download_result(row.result_url, dest, mode=copy_mode(row.mode))
                 except ApiError as exc:
                     retry_in = await self._after_error(row, exc, "download")
                     if retry_in is None:
                         return
-                    await asyncio.sleep(retry_in)
+                    await self._pause(retry_in)
                     row = self.journal.get(row.id)
                     continue
                 except OSError as exc:
+                    if not folder_may_recover(exc):
+                        await self._quarantine(self.journal.get(row.id), "output",
+                                               f"the result could not be written in the outbox: {exc}")
+                        return
                     # Our disk, not the service: the result is paid for and its link lives an
                     # hour, so wait for space or permission instead of quarantining the source.
-                    self.journal.record_error(row.id, stage="output", message=f"cannot write {dest}: {exc}",
-                                              count_attempt=False)
-                    delay = self.policy.local_failure_delay()
-                    bound.error("output_write_failed", output=row.output_rel, error=str(exc),
-                                retry_in_s=round(delay, 2))
-                    await asyncio.sleep(delay)
+                    row = self.journal.record_error(row.id, stage="output", message=f"cannot write the result: {exc}",
+                                                    count_attempt=False)
+                    await self._folder_failed(row, "outbox", exc)
                     continue
-                self.policy.local_failures = 0
+                self._folder_works(row, "outbox")
                 bound.info("result_downloaded", output=row.output_rel, bytes=size,
                            download_s=round(time.monotonic() - started, 3))
                 break
             row = self.journal.update(row.id, FileState.FINISHING)
-            await self._finish(row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             bound.exception("download_crashed")
             await self._quarantine(self.journal.get(row.id), "output", f"could not write the result: {exc!r}")
+            return
+        await self._finish(row)
 
-    def _reserve_output(self, row: Row) -> Row:
+    async def _reserve_output(self, row: Row) -> Row:
         """Choose the output name once and write it down, so a restart uses the same one."""
         if row.output_rel is not None:
             return row
@@ -456,14 +522,36 @@ class Pool:
         for candidate in output_candidates(PurePosixPath(row.rel), self.settings.create_options.format,
                                            row.sha256):
             name = candidate.as_posix()
-            if (self.settings.outbox / name).exists() or self.journal.output_taken(name, exclude_id=row.id):
+            if self.journal.output_taken(name, exclude_id=row.id):
+                continue
+            if await asyncio.to_thread((self.settings.outbox / name).exists):
                 continue
             return self.journal.update(row.id, output_rel=name)
         raise RuntimeError("output_candidates ran dry")  # it is infinite; this is a bug guard
 
     async def _finish(self, row: Row) -> None:
-        """The output is complete: now, and only now, the source may leave the inbox."""
-        final, note = await self.endings.finish(row)
+        """The output is complete: now, and only now, the source may leave the inbox.
+
+        An archive (or inbox) that refuses is waited for; the row stays `finishing` meanwhile.
+        Anything no retry can cure leaves the source where it is, noted: the output exists,
+        so the file is done either way.
+        """
+        folder = self.endings.finish_folder
+        while True:
+            try:
+                final, note = await self.endings.finish(row)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:
+                if folder_may_recover(exc):
+                    await self._folder_failed(row, folder, exc)
+                    continue
+                final, note = None, self._finish_failed(row, exc)
+            except Exception as exc:
+                final, note = None, self._finish_failed(row, exc)
+            else:
+                self._folder_works(row, folder)
+            break
         row = self.journal.update(row.id, FileState.DONE, final_path=str(final) if final else None,
                                   last_error=note)
         self.counts["done"] += 1
@@ -471,6 +559,10 @@ class Pool:
         log.info("file_done", file=row.rel, task_id=row.task_id, output=row.output_rel,
                  source_to=str(final) if final else self.settings.on_success,
                  total_s=round(self._wall() - row.first_seen, 3), note=note)
+
+    def _finish_failed(self, row: Row, exc: Exception) -> str:
+        log.error("finish_source_failed", file=row.rel, error=repr(exc), exc_info=not isinstance(exc, OSError))
+        return f"output written, but the source could not be moved ({self.settings.on_success}): {exc}"
 
     # -- failure -------------------------------------------------------------------------
 
@@ -522,18 +614,52 @@ class Pool:
 
     async def _quarantine(self, row: Row, stage: str, reason: str, *, http_status: int | None = None,
                           task_state: int | None = None) -> None:
-        row = self.journal.update(
-            row.id, FileState.QUARANTINING, last_stage=stage, last_error=reason,
-            last_http_status=http_status if http_status is not None else row.last_http_status,
-            last_task_state=task_state if task_state is not None else row.last_task_state,
-        )
         self._in_flight.add(row.id)
+        try:
+            row = self.journal.update(
+                row.id, FileState.QUARANTINING, last_stage=stage, last_error=reason,
+                last_http_status=http_status if http_status is not None else row.last_http_status,
+                last_task_state=task_state if task_state is not None else row.last_task_state,
+            )
+        except Exception:  # a bug: say so, and hold no slot for it (the row resumes at the next start)
+            log.exception("quarantine_crashed", file=row.rel, stage=stage, reason=reason)
+            self._release(row.id)
+            return
         await self._move_to_quarantine(row)
 
     async def _move_to_quarantine(self, row: Row, *, resumed: bool = False) -> None:
-        dest = await self.endings.quarantine(row, resumed=resumed)
+        """Report, then move; a quarantine folder that refuses is waited for, the row staying
+        `quarantining` (its `last_error` is the report's reason, so the wait is not noted there)."""
+        while True:
+            try:
+                dest = await self.endings.quarantine(row, resumed=resumed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, OSError) and folder_may_recover(exc):
+                    await self._folder_failed(row, "quarantine", exc)
+                    continue
+                self._quarantine_failed(row, exc)
+                return
+            self._folder_works(row, "quarantine")
+            break
         row = self.journal.update(row.id, FileState.QUARANTINED, final_path=str(dest) if dest else None)
         self.counts["quarantined"] += 1
         self._release(row.id)
         log.warning("file_quarantined", file=row.rel, stage=row.last_stage, reason=row.last_error,
                     task_id=row.task_id, attempts=row.attempts, to=row.final_path)
+
+    def _quarantine_failed(self, row: Row, exc: Exception) -> None:
+        """This file cannot be put in quarantine at all (a name the folder refuses, or a bug).
+
+        Its row ends all the same, so it holds no slot and `once` ends: the source stays in the
+        inbox (a rescan does not take it again: its row is finished), and the journal and this
+        loud line say why.
+        """
+        row = self.journal.update(row.id, FileState.QUARANTINED, final_path=None,
+                                  last_error=f"{row.last_error}; it could not be put in quarantine: {exc}")
+        self.counts["quarantined"] += 1
+        self._release(row.id)
+        log.error("quarantine_failed", file=row.rel, stage=row.last_stage, reason=row.last_error,
+                  task_id=row.task_id, error=repr(exc), exc_info=not isinstance(exc, OSError),
+                  action="the source stays in the inbox; move it out by hand")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 
 import pytest
@@ -14,7 +16,7 @@ from ocr_watch.api import (
     ServerError,
     ServiceUnreachable,
 )
-from ocr_watch.pool.policy import Action, ErrorPolicy
+from ocr_watch.pool.policy import Action, ErrorPolicy, folder_may_recover
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -60,3 +62,21 @@ class TestErrorPolicy:
         assert (first.action, second.action, last.action) == (Action.RETRY, Action.RETRY, Action.QUARANTINE)
         assert first.counts and 0.5 <= first.delay_s <= 1.0 and 1.0 <= second.delay_s <= 2.0
         assert "failed 3 times" in last.reason
+
+
+class TestLocalFailures:
+    def test_each_file_backs_off_on_its_own_and_starts_afresh_once_it_worked(self, policy: ErrorPolicy) -> None:
+        """A file waiting on a broken subfolder keeps backing off while others' writes work."""
+        delays = [policy.local_failure_delay(1) for _ in range(5)]
+        assert delays[-1] >= 4.0 and all(d <= 60.0 for d in delays)
+        assert policy.local_failure_delay(2) <= 1.0  # another file starts at the first step
+        assert policy.local_failure_over(2) == 1
+        assert policy.local_failure_over(1) == 5 and policy.local_failure_over(1) == 0
+        assert policy.local_failure_delay(1) <= 1.0
+
+    @pytest.mark.parametrize(("code", "recovers"), [
+        (errno.EACCES, True), (errno.EROFS, True), (errno.ENOSPC, True), (errno.ENOENT, True),
+        (errno.EDQUOT, True), (errno.ENAMETOOLONG, False), (errno.EINVAL, False), (errno.EILSEQ, False),
+    ])
+    def test_only_errors_of_the_files_own_name_are_not_waited_for(self, code: int, recovers: bool) -> None:
+        assert folder_may_recover(OSError(code, os.strerror(code))) is recovers
