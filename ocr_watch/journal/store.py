@@ -137,8 +137,8 @@ def _params(values: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _row(values: Iterable[Any]) -> Row:
-    data = {k: v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
-            for k, v in zip(_COLUMNS, values, strict=True)}
+    data: dict[str, Any] = {k: v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+                            for k, v in zip(_COLUMNS, values, strict=True)}
     data["state"] = FileState(data["state"])
     return Row(**data)
 
