@@ -3,7 +3,8 @@
 JSON lines when stderr is not a terminal (systemd's journal, files, pipes), readable
 console lines when it is. Every event passes through `Redactor` last before rendering, so a
 secret (the API key, an OCR password) is replaced wherever it appears, even inside an
-exception text or a URL that some code put into an event by mistake.
+exception text or a URL that some code put into an event by mistake. A file name that is not
+UTF-8 is shown with its odd bytes as `\\xNN` (`names.readable`), in every field.
 
 Libraries log through the standard `logging` module (watchdog, asyncio); their records, the
 `warnings` module's and a thread's uncaught exception take the same road, so that every line
@@ -22,13 +23,16 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from ocr_watch.names import readable
+
 __all__ = ["Redactor", "configure", "StdlibHandler"]
 
 MASK = "***"
 
 
 class Redactor:
-    """Replace each secret in every string value of the event (recursively in containers)."""
+    """Replace each secret in every string value of the event (recursively in containers), and
+    show a non-UTF-8 file name's odd bytes as `\\xNN`."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # Short strings would mask ordinary words; a real key is long.
@@ -36,6 +40,7 @@ class Redactor:
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
+            value = readable(value)
             for secret in self._secrets:
                 if secret in value:
                     value = value.replace(secret, MASK)
@@ -47,8 +52,6 @@ class Redactor:
         return value
 
     def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
-        if not self._secrets:
-            return event
         return {k: self._clean(v) for k, v in event.items()}
 
 

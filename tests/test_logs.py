@@ -90,3 +90,17 @@ def test_configured_twice_there_is_still_one_root_handler(stream: io.StringIO) -
     logs.configure("info", secrets=[KEY], json=True, stream=stream)
     logging.getLogger("somelib").warning("once")
     assert [e["event"] for e in lines(stream)] == ["once"]
+
+
+def test_a_non_utf8_file_name_is_shown_with_its_bytes_in_our_events_and_library_records(
+    stream: io.StringIO,
+) -> None:
+    import os
+
+    name = os.fsdecode(b"scans/bad\xffname.png")
+    structlog.get_logger("ocr_watch.pool").info("file_done", file=name, nested={"paths": [name]})
+    logging.getLogger("watchdog.observers").warning("cannot watch %s", name)
+    ours, theirs = lines(stream)
+    assert ours["file"] == "scans/bad\\xffname.png" and ours["nested"] == {"paths": ["scans/bad\\xffname.png"]}
+    assert theirs["event"] == "cannot watch scans/bad\\xffname.png"
+    assert "\\udcff" not in stream.getvalue()

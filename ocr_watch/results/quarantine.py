@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ocr_watch.names import readable
 from ocr_watch.results.fsops import atomic_write_bytes, move_no_clobber
 from ocr_watch.results.naming import NAME_MAX, fit_name, sibling_candidates
 
-__all__ = ["FailureReport", "quarantine_file", "readable", "report_path_for", "REPORT_SUFFIX"]
+__all__ = ["FailureReport", "quarantine_file", "report_path_for", "REPORT_SUFFIX"]
 
 REPORT_SUFFIX = ".error.json"
 REPORT_SCHEMA = 1
@@ -59,11 +60,6 @@ class FailureReport:
         data["source_missing"] = source_missing
         data["quarantined_as"] = quarantined_as
         return (json.dumps(_readable_values(data), indent=2, ensure_ascii=False, default=str) + "\n").encode()
-
-
-def readable(text: str) -> str:
-    """``text`` with the bytes of a non-UTF-8 file name shown as ``\\xNN`` (valid UTF-8)."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _readable_values(value: Any) -> Any:
