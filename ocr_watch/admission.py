@@ -67,6 +67,11 @@ class Admission:
         self._reported_at: dict[str, float] = {}
 
     @property
+    def waiting(self) -> int:
+        """Files seen but not yet admitted (settling, or reported and not yet looked at)."""
+        return len(self._tracker) + len(self._pending)
+
+    @property
     def idle(self) -> bool:
         return len(self._tracker) == 0 and self._scans == 0 and not self._pending and not self._stepping
 

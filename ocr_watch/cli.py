@@ -8,7 +8,8 @@
     3  once: the account was refused (bad key, no credits); files were left in the inbox
    70  an internal error (logged, with the key redacted), e.g. the inbox watcher's thread died
        (`watcher_died`): systemd's Restart=on-failure starts it again
-   75  run/once: another ocr-watch holds this state_dir or inbox (its pid is named); not started.
+   75  once: stopped by --timeout or a signal with files unfinished (resumable: every task is in
+       the journal); or run/once: another ocr-watch holds this state_dir or inbox (its pid is named); not started.
        Temporary by design: systemd's Restart=on-failure retries it, so a restart that overlaps
        the old process's exit is not fatal
 """
@@ -46,12 +47,26 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", required=True, type=Path, help="the YAML configuration file")
+        if name == "once":
+            cmd.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                             help="stop after this long as SIGTERM does (every task recorded, resumable) "
+                                  "and exit 75 if files are unfinished; default: no limit")
     from ocr_watch.emulator.cli import add_arguments as emulator_arguments
 
     emulator = sub.add_parser("emulator", help="serve a local emulator of the PicWish OCR API",
                               description="Serve a local emulator of the PicWish OCR API on loopback.")
     emulator_arguments(emulator)
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
+    return value
 
 
 def _load(path: Path, *, create_folders: bool) -> cfgmod.Config | None:
@@ -112,10 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         structlog.get_logger("ocr_watch").exception("internal_error")
         return EXIT_INTERNAL
     with lock:
-        return _serve(args.command == "once", config)
+        return _serve(args.command == "once", config, getattr(args, "timeout", None))
 
 
-def _serve(once: bool, config: cfgmod.Config) -> int:
+def _serve(once: bool, config: cfgmod.Config, timeout_s: float | None = None) -> int:
     """Run the daemon, the locks held; the exit code."""
     try:
         runlock.claim_state_dir(config.state_dir, config.folders.inbox)
@@ -131,7 +146,8 @@ def _serve(once: bool, config: cfgmod.Config) -> int:
 
     progress = ProgressLine(sys.stderr) if once and sys.stderr.isatty() else None
     try:
-        outcome = asyncio.run(serve(config, once=once, on_progress=progress.update if progress else None))
+        outcome = asyncio.run(serve(config, once=once, on_progress=progress.update if progress else None,
+                                    timeout_s=timeout_s))
     except cfgmod.ConfigError as exc:  # found only when starting, e.g. callback.listen is taken
         _print_problems(exc)
         return EXIT_CONFIG
@@ -146,8 +162,15 @@ def _serve(once: bool, config: cfgmod.Config) -> int:
             progress.close()
     if not once:
         return 0
+    # Through the log, so a script reading stderr as JSON gets JSON.
+    summary = structlog.get_logger("ocr_watch")
     if outcome.account_problem:
-        print(f"ocr-watch: the service refused the account: {outcome.account_problem}", file=sys.stderr)
+        summary.error("once_account_refused", message=f"the service refused the account: {outcome.account_problem}",
+                      unfinished=outcome.unfinished)
+    elif outcome.stopped_early and outcome.unfinished:
+        summary.warning("once_unfinished", stopped_by=outcome.stopped_early, unfinished=outcome.unfinished,
+                        message=f"stopped by {outcome.stopped_early} with {outcome.unfinished} files unfinished; "
+                                "their state is in the journal and the next run resumes them")
     return outcome.exit_code
 
 

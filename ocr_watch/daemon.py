@@ -36,7 +36,7 @@ __all__ = ["Outcome", "serve", "pool_settings"]
 log = structlog.get_logger("ocr_watch.daemon")
 
 SHUTDOWN_GRACE_S = 20.0
-EXIT_OK, EXIT_QUARANTINED, EXIT_ACCOUNT = 0, 1, 3
+EXIT_OK, EXIT_QUARANTINED, EXIT_ACCOUNT, EXIT_UNFINISHED = 0, 1, 3, 75
 
 
 @dataclass
@@ -48,11 +48,18 @@ class Outcome:
     quarantined: int = 0
     in_flight: int = 0
     account_problem: str | None = None
+    # Why the run stopped before it was done ("signal", "timeout"), and the files it left
+    # unfinished (in the journal, resumed by the next run; or seen but not yet admitted).
+    stopped_early: str | None = None
+    unfinished: int = 0
 
     @property
     def exit_code(self) -> int:
+        """`once`'s exit code: an account refusal, then an early stop with work left, wins."""
         if self.account_problem:
             return EXIT_ACCOUNT
+        if self.stopped_early and self.unfinished:
+            return EXIT_UNFINISHED
         return EXIT_QUARANTINED if self.quarantined else EXIT_OK
 
 
@@ -85,13 +92,27 @@ async def serve(
     on_progress: Callable[[Outcome], None] | None = None,
     handle_signals: bool = True,
     stop: asyncio.Event | None = None,
+    timeout_s: float | None = None,
 ) -> Outcome:
-    """Run until stopped (or, with `once`, until the inbox is empty and nothing is in flight)."""
+    """Run until stopped (or, with `once`, until the inbox is empty and nothing is in flight).
+
+    `timeout_s` (once): stop as a signal does once that long has passed. On an account
+    refusal `once` first lets the tasks already paid for finish (unless the key itself is
+    refused, when nothing can), then stops.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    outcome = Outcome()
+
+    def stop_because(why: str) -> None:
+        if not stop.is_set():
+            outcome.stopped_early = why
+            stop.set()
+
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop_because, "signal")
+    timer = None if timeout_s is None else loop.call_later(timeout_s, stop_because, "timeout")
 
     # One token for the URL the service is given and for the receiver that checks it.
     token = url = None
@@ -120,7 +141,6 @@ async def serve(
                            on_overflow=lambda: loop.call_soon_threadsafe(admission.spawn_scan))
     receiver = None if token is None else CallbackReceiver(
         config.callback.listen_host, config.callback.listen_port, token, pool.poller.deliver, loop)
-    outcome = Outcome()
 
     def snapshot() -> Outcome:
         outcome.admitted = admission.admitted
@@ -162,7 +182,7 @@ async def serve(
                 on_progress(snapshot())
             if once and (admission.idle and pool.idle):
                 break
-            if once and pool.account_problem:
+            if once and pool.account_problem and (pool.account.key_refused or not pool.paid_in_flight):
                 break
             waiter = asyncio.create_task(activity.wait())
             crashed = [t for t in tasks if t.done()]
@@ -184,15 +204,19 @@ async def serve(
         await asyncio.gather(*tasks, return_exceptions=True)
         memory.save()
         await client.aclose()
+        outcome.unfinished = len(journal.live_rows()) + admission.waiting
         journal.close()
+        if timer is not None:
+            timer.cancel()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     snapshot()
     if on_progress:
         on_progress(outcome)
-    log.info("stopped", done=outcome.done, quarantined=outcome.quarantined,
-             seconds=round(time.monotonic() - started, 3), account_problem=outcome.account_problem)
+    log.info("stopped", done=outcome.done, quarantined=outcome.quarantined, unfinished=outcome.unfinished,
+             stopped_early=outcome.stopped_early, seconds=round(time.monotonic() - started, 3),
+             account_problem=outcome.account_problem)
     return outcome
 
 

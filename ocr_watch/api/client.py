@@ -336,7 +336,7 @@ class PicWishClient:
         suffix = f": {said}" if said else ""
         lowered = said.lower()
         if status == 402 or (status >= 400 and any(w in lowered for w in _CREDIT_WORDS)):
-            raise AccountError(f"the account has no credits left{suffix}", status_code=status)
+            raise AccountError(f"the account has no credits left{suffix}", status_code=status, credits=True)
         if status in (401, 403):
             raise AccountError(
                 f"the API key was refused or the service is not activated{suffix}",

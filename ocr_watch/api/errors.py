@@ -102,4 +102,12 @@ class ResultUnavailable(ApiError):
 
 
 class AccountError(ApiError):
-    """A problem with the account or setup, not the file: stop taking work."""
+    """A problem with the account or setup, not the file: stop taking work.
+
+    ``credits``: the account is out of credits (new tasks are refused; tasks already paid
+    for can still be queried), rather than the key or setup being refused.
+    """
+
+    def __init__(self, message: str, *, credits: bool = False, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.credits = credits

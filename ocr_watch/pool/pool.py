@@ -48,6 +48,7 @@ from ocr_watch.journal import FileState, Journal, Row
 from ocr_watch.results.fsops import copy_mode
 from ocr_watch.results.naming import output_candidates
 
+from .account import AccountGate
 from .endings import Endings
 from .planner import PollPlanner
 from .poller import Poller, Target
@@ -118,8 +119,7 @@ class Pool:
         # API calls of the last QUOTA_WINDOW_S: when they use most of the quota, the quota is
         # the bottleneck and queries are spent sparingly (see planner.py).
         self._recent_calls: deque[float] = deque()
-        self._account_ok = asyncio.Event()
-        self._account_ok.set()
+        self.account = AccountGate(on_change=lambda: self.on_change())
         self._jobs: set[asyncio.Task[Any]] = set()
         self._critical: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -137,11 +137,20 @@ class Pool:
             fallback_s=settings.callback_fallback_s,
             wall=wall,
         )
-        self.account_problem: str | None = None
         # Called whenever a file enters or leaves flight, so `once` can notice it is finished.
         self.on_change: Callable[[], None] = lambda: None
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def account_problem(self) -> str | None:
+        """Why the service refuses the account now, or None."""
+        return self.account.problem
+
+    @property
+    def paid_in_flight(self) -> int:
+        """Files in flight whose task exists (paid for): what `once` lets finish on a refusal."""
+        return sum(1 for row_id in self._in_flight if self.journal.get(row_id).task_id is not None)
 
     @property
     def in_flight(self) -> int:
@@ -372,7 +381,7 @@ class Pool:
             async with self._upload_gate:
                 # Checked inside the gate: after a refusal, the probe is one request, not one
                 # per file that was already waiting for the gate.
-                await self._account_ok.wait()
+                await self.account.admit(create=True)
                 row = self.journal.update(row.id, FileState.UPLOADING, sha256=row.sha256)
                 started = time.monotonic()
                 # The upload is a job of its own that shutdown waits for: cancelling it half
@@ -384,20 +393,24 @@ class Pool:
                 upload.add_done_callback(self._critical.discard)
                 try:
                     task_id = await asyncio.shield(upload)
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as exc:
+                    self.account.settle(create=True, error=exc)
                     if upload.done() and not upload.cancelled() and upload.exception() is None:
                         self._created(row, upload.result(), started)  # answered while we stopped
                     else:
                         upload.cancel()
                     raise
                 except ApiError as exc:
+                    self.account.settle(create=True, error=exc)
                     row = self.journal.update(row.id, FileState.QUEUED)
                     error: ApiError = exc
-                except FileNotFoundError:
+                except FileNotFoundError as exc:
+                    self.account.settle(create=True, error=exc)
                     row = self.journal.update(row.id, FileState.QUEUED)
                     await self._quarantine(row, "create", "the file disappeared from the inbox during upload")
                     return
                 else:
+                    self.account.settle(create=True, error=None)
                     self._created(row, task_id, started)
                     return
             retry_in = await self._after_error(row, error, "create")
@@ -417,9 +430,9 @@ class Pool:
                           callback=self.settings.create_options.callback_url is not None)
 
     async def _query(self, task_id: str) -> Task:
-        await self._account_ok.wait()
-        self._note_call()
-        return await self.client.get_task(task_id, priority=0)
+        async with self.account.call(create=False):
+            self._note_call()
+            return await self.client.get_task(task_id, priority=0)
 
     async def _on_task(self, target: Target, task: Task) -> None:
         rows = self.journal.rows_for_task(target.task_id)
@@ -580,8 +593,7 @@ class Pool:
     def _act(self, verdict: Verdict, exc: ApiError, stage: str, rel: str | None) -> float:
         """Carry out a verdict that keeps the file: pause, wait out, or retry later."""
         if verdict.action is Action.PAUSE_ACCOUNT:
-            self._account_blocked(exc)
-            return 0.0
+            return 0.0  # the account gate noted it and holds the next call until a probe passes
         if verdict.action is Action.WAIT_OUT:
             if self.policy.outage_failures in (1, 10) or self.policy.outage_failures % 50 == 0:
                 log.warning("service_unreachable", stage=stage, error=exc.message,
@@ -595,22 +607,6 @@ class Pool:
         failures = self.policy.outage_over()
         if failures:
             log.info("service_reachable_again", after_failures=failures)
-
-    def _account_blocked(self, exc: ApiError) -> None:
-        """Stop all calls until a probe succeeds: every file would fail the same way."""
-        if not self._account_ok.is_set():
-            return
-        self.account_problem = exc.message
-        self._account_ok.clear()
-        self.on_change()
-        log.error("account_problem", error=exc.message, http_status=exc.status_code,
-                  action="new work paused; files stay in the inbox; fix the key or credits")
-        self._spawn(self._account_probe_later())
-
-    async def _account_probe_later(self) -> None:
-        await asyncio.sleep(min(self.settings.backoff_max_s, 60.0))
-        self.account_problem = None
-        self._account_ok.set()  # the next call is the probe; it pauses us again if still failing
 
     async def _quarantine(self, row: Row, stage: str, reason: str, *, http_status: int | None = None,
                           task_state: int | None = None) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from ocr_watch.emulator import Emulator
-from tests.e2e.conftest import Workspace, png_bytes
+from tests.conftest import wait_for
+from tests.e2e.conftest import Workspace, free_port, png_bytes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,3 +77,63 @@ def test_once_draws_a_progress_bar_on_a_terminal(workspace: Workspace) -> None:
         os.close(leader)
     assert result.returncode == 0
     assert b"\r[" in screen and b"2/2 finished: 2 done, 0 quarantined" in screen
+
+
+def test_once_with_a_timeout_and_the_service_down_exits_75_within_seconds(workspace: Workspace) -> None:
+    """A cron job never hangs: --timeout stops as SIGTERM does, and says what is left."""
+    workspace.write_config(api={"base_url": f"http://127.0.0.1:{free_port()}"})
+    for n in range(2):
+        workspace.drop(f"w{n}.png", png_bytes(n))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "ocr_watch", "once", "--config", str(workspace.config_path),
+                             "--timeout", "5"], capture_output=True, timeout=45)
+    assert result.returncode == 75, result.stderr[-2000:]
+    assert time.monotonic() - started < 25
+    (summary,) = [json.loads(ln) for ln in result.stderr.splitlines() if b"once_unfinished" in ln]
+    assert summary["unfinished"] == 2 and summary["stopped_by"] == "timeout"
+    assert workspace.files(workspace.inbox) == ["w0.png", "w1.png"]
+
+
+def test_once_stopped_by_sigterm_with_files_left_exits_75_and_the_next_run_finishes(
+    workspace: Workspace, emulator: Emulator
+) -> None:
+    emulator.update(processing_seconds=30)
+    workspace.write_config()
+    workspace.drop("long.png", png_bytes(1))
+    assert _once_until_created_then_sigterm(workspace) == 75
+    emulator.update(processing_seconds=0.2)
+    assert _once(workspace, capture_output=True).returncode == 0
+    assert workspace.files(workspace.outbox) == ["long.txt"]
+    assert emulator.stats()["creates"] == 1, "the next run polled the task it had, not a new one"
+
+
+def _once_until_created_then_sigterm(workspace: Workspace) -> int:
+    """`once` in the background, stopped by SIGTERM once a task exists; its exit code."""
+    log = workspace.root / "once.log"
+    log.write_bytes(b"")
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ocr_watch", "once", "--config", str(workspace.config_path)],
+                                stderr=err)
+    try:
+        wait_for(lambda: b"task_created" in log.read_bytes(), 30, what="the task created")
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_once_on_running_out_of_credits_finishes_what_was_paid_then_exits_3(
+    workspace: Workspace, emulator: Emulator
+) -> None:
+    """A task already paid for is fetched before once gives up on the file it cannot pay for."""
+    workspace.write_config()
+    workspace.drop("paid__seconds_5__.png", png_bytes(1))  # the emulator takes 5 s over this one
+    assert _once_until_created_then_sigterm(workspace) == 75
+    emulator.update(credits=0)
+    workspace.drop("unpaid.png", png_bytes(2))
+    result = _once(workspace, capture_output=True)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert workspace.files(workspace.outbox) == ["paid__seconds_5__.txt"]
+    assert workspace.files(workspace.inbox) == ["unpaid.png"] and workspace.files(workspace.quarantine) == []
+    assert b"no credits" in result.stderr
