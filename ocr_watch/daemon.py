@@ -24,6 +24,7 @@ import structlog
 
 from ocr_watch import config as cfgmod
 from ocr_watch.admission import Admission
+from ocr_watch.intake.source import ignore_lease_breaks
 from ocr_watch.api import CreateOptions, PicWishClient
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
 from ocr_watch.journal import Journal
@@ -90,6 +91,7 @@ async def serve(
     """Run until stopped (or, with `once`, until the inbox is empty and nothing is in flight)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    ignore_lease_breaks()  # admission's writer check takes a read lease for an instant
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -103,7 +105,8 @@ async def serve(
     journal = Journal(config.state_dir / "journal.sqlite3")
     client = PicWishClient(config.api.base_url, config.api.key.reveal(),
                            requests_per_second=config.api.requests_per_second)
-    pool = Pool(journal, client, settings)
+    # A newer version of a file seen while its row was in flight is admitted when it leaves.
+    pool = Pool(journal, client, settings, on_released=lambda rel: admission.released(rel))
     memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, pool.poller.planner)
     activity = asyncio.Event()
     admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,

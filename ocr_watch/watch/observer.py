@@ -8,6 +8,7 @@ tries native and falls back to polling if the kernel refuses (watch limit reache
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import structlog
@@ -35,8 +36,9 @@ class InboxWatcher:
 
     def _make(self, kind: str) -> BaseObserver:
         observer: BaseObserver = (
-            PollingObserver(timeout=self.poll_interval_s) if kind == "polling" else Observer()
+            PollingObserver(timeout=self.poll_interval_s) if kind == "polling" else _native_observer()
         )
+        self._handler.native = kind == "native"
         observer.schedule(self._handler, str(self.root), recursive=True, event_filter=EVENTS_OF_INTEREST)
         observer.start()
         return observer
@@ -60,3 +62,13 @@ class InboxWatcher:
             self._observer.stop()
             self._observer.join(timeout=10)
             self._observer = None
+
+
+def _native_observer() -> BaseObserver:
+    """inotify with full move events on Linux: a file moved in from another folder is then a
+    move (whole, ready now), not a creation that must wait out the settle time."""
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    return Observer()
