@@ -253,6 +253,7 @@ class Pool:
             except NotRegularFile as exc:
                 await self._quarantine(row, "intake", _replaced(exc))
                 return
+            log.debug("file_hashed", file=row.rel, sha256=digest, size=current.size)
             if current.key != row.stamp:
                 # Rewritten since it was admitted: admit it again as what it is now.
                 row = self.journal.update(
