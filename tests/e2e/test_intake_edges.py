@@ -144,12 +144,14 @@ class TestHashWhatIsSent:
         with open(workspace.inbox / "a.png", "r+b") as f:  # in place: same inode
             f.truncate(0)
             f.write(new)
-        wait_for(lambda: (workspace.archive / "a.png").exists(), 60, what="a.png done")
-        assert (workspace.outbox / "a.txt").read_bytes() == render_result(sha256(new), "a.png", "txt")
+        _wait_file_event(daemon, "file_done", "a.png")
 
         workspace.drop("b.png", old)
         wait_for(lambda: (workspace.archive / "b.png").exists(), 60, what="b.png done")
         assert (workspace.outbox / "b.txt").read_bytes() == render_result(sha256(old), "b.png", "txt")
+        # a.png's upload read it as it is now: its own text, the clean name, archived.
+        assert (workspace.outbox / "a.txt").read_bytes() == render_result(sha256(new), "a.png", "txt")
+        assert (workspace.archive / "a.png").read_bytes() == new
         assert daemon.terminate() == 0
         assert _uploaded(emulator) == {sha256(png_bytes(12)), sha256(new), sha256(old)}
 
