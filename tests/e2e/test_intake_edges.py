@@ -58,6 +58,30 @@ class TestPausingWriter:
         assert _uploaded(emulator) == {sha256(data)}
 
 
+    def test_a_file_replaced_while_its_first_version_is_in_flight_is_processed_on_release(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+    ) -> None:
+        """v1 changed after its upload: its output takes the hashed name, and v2, whose close
+        came while v1 was in flight, is processed when v1 is released (rescan_seconds: 0),
+        taking the clean name."""
+        v1, v2 = png_bytes(1), png_bytes(2)
+        daemon = daemon_factory(workspace.write_config(watch={"rescan_seconds": 0})).start()
+        daemon.wait_event("watching", timeout=30)
+        emulator.update(processing_seconds=3)
+        workspace.drop("a.png", v1)
+        _wait_file_event(daemon, "task_created", "a.png")
+        workspace.drop("a.png", v2)
+        emulator.update(processing_seconds=0.2)
+        wait_for(lambda: (workspace.archive / "a.png").exists(), 60, what="the final version archived")
+        assert workspace.files(workspace.outbox) == sorted(["a.txt", f"a.{sha256(v1)[:8]}.txt"])
+        assert (workspace.outbox / "a.txt").read_bytes() == render_result(sha256(v2), "a.png", "txt")
+        assert (workspace.outbox / f"a.{sha256(v1)[:8]}.txt").read_bytes() == render_result(
+            sha256(v1), "a.png", "txt")
+        assert (workspace.archive / "a.png").read_bytes() == v2
+        assert daemon.terminate() == 0
+        assert emulator.stats()["create_requests"] == 2
+
+
 class TestSpecialFiles:
     def test_a_symlink_and_a_fifo_created_while_running_are_never_read_and_the_daemon_goes_on(
         self, tmp_path: Path, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
