@@ -52,7 +52,7 @@ def describe_mode(mode: int) -> str:
     return "not a regular file"
 
 
-def open_source(path: Path) -> BinaryIO:
+def open_source(path: Path, *, buffered: bool = True) -> BinaryIO:
     """Open ``path`` for reading if it is a regular file, never following a symlink.
 
     Raises :class:`NotRegularFile` saying what the path is instead, or the ``OSError`` of
@@ -70,7 +70,7 @@ def open_source(path: Path) -> BinaryIO:
             raise NotRegularFile(errno.EINVAL, describe_mode(mode), os.fsdecode(path))
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", buffering=-1 if buffered else 0)
     except BaseException:
         os.close(fd)
         raise
@@ -97,7 +97,7 @@ class SentReader(io.RawIOBase):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        self._file = open_source(path)
+        self._file = open_source(path, buffered=False)  # each byte served is read then
         self.stamp = FileStamp.from_stat(os.fstat(self._file.fileno()))
         self.size = self.stamp.size
         self._digest = hashlib.sha256()
