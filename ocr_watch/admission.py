@@ -147,8 +147,9 @@ class Admission:
         now = self._mono()
         wanted = list(dict.fromkeys([*(self.inbox / rel for rel, reason in batch.items() if reason != "gone"),
                                      *self._tracker.expiring(now)]))
-        # A write report needs no writer check: the answer is yes.
-        ask = {self.inbox / rel for rel, reason in batch.items() if reason not in ("gone", "writing")}
+        # Writers are asked about only for files that may be due in this batch: closed ones
+        # (due at once) and those whose settle time is up; the others are asked when it is.
+        ask = {self.inbox / rel for rel, reason in batch.items() if reason == "closed"}
         ask.update(self._tracker.expiring(now))
         self._stepping = True
         try:
