@@ -10,11 +10,19 @@ idempotent repository that keeps a rescan from paying twice.
 The `stat` calls all this needs run in a thread, a batch at a time: an inbox on a network
 share answers each one in a round trip, and 10,000 of those on the loop would stall every
 upload, query and download for as long.
+
+Only regular files are admitted: stamps are read with `lstat`, never through a symlink (nor
+through a symlinked folder inside the inbox), and a symlink, FIFO, socket or device is logged
+once (`not_a_regular_file`) and left alone. The same thread asks whether a writer still has
+each file open (`source.writer_open`), so a paused writer's file is not taken even where no
+event says so. A file reported while an earlier version of it is in flight is remembered and
+looked at again the moment that row is released (`released`), not at the next rescan.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import time
@@ -25,6 +33,7 @@ import structlog
 
 from ocr_watch.intake.filters import ignore_reason
 from ocr_watch.intake.identity import FileStamp
+from ocr_watch.intake.source import NotRegularFile, describe_mode, writer_open
 from ocr_watch.intake.stability import SettleTracker
 from ocr_watch.journal import Journal
 from ocr_watch.watch import scan_files
@@ -54,7 +63,14 @@ class Admission:
         self._options_key = options_key
         # The tracker's re-check reads stamps fetched in the batch's thread, not the disk.
         self._fetched: dict[Path, FileStamp | OSError] = {}
-        self._tracker = SettleTracker(settle_s, restat=self._fetched_stamp)
+        # And whether a writer has the file open (None: cannot tell), asked in the same thread.
+        self._writers: dict[Path, bool | None] = {}
+        self._tracker = SettleTracker(settle_s, restat=self._fetched_stamp, writers=self._fetched_writers)
+        # Paths found not to be regular files, logged once each until they are gone or change.
+        self._special: set[str] = set()
+        # Paths found ready while an earlier version had a live row: path -> reason to report
+        # again when the pool releases that row.
+        self._deferred: dict[str, str] = {}
         self._activity = activity
         self._mono = mono
         self._wake = asyncio.Event()
@@ -89,6 +105,12 @@ class Admission:
         if reason != "gone":
             self._reported_at.setdefault(rel, self._mono())
         self._wake.set()
+
+    def released(self, rel: str) -> None:
+        """The pool let go of `rel`'s row: a newer version seen meanwhile is looked at now."""
+        reason = self._deferred.pop(rel, None)
+        if reason is not None:
+            self.report(rel, reason)
 
     def spawn_scan(self, below: str = "") -> asyncio.Task[None]:
         """List a folder in a thread and report what it holds (at start, rescan, new folder)."""
@@ -130,21 +152,34 @@ class Admission:
         now = self._mono()
         wanted = list(dict.fromkeys([*(self.inbox / rel for rel, reason in batch.items() if reason != "gone"),
                                      *self._tracker.expiring(now)]))
+        # Writers are asked about only for files that may be due in this batch: closed ones
+        # (due at once) and those whose settle time is up; the others are asked when it is.
+        ask = {self.inbox / rel for rel, reason in batch.items() if reason == "closed"}
+        ask.update(self._tracker.expiring(now))
         self._stepping = True
         try:
             if wanted:
-                self._fetched.update(await asyncio.to_thread(_read_stamps, wanted))
+                self._read(await asyncio.to_thread(_read_stamps, self.inbox, wanted, ask))
             for rel, reason in batch.items():
                 self._note(rel, reason, now)
             due = self._tracker.due(now)
             unread = [path for path in due if path not in self._fetched]
             if unread:  # not expected: due files were reported or re-checked in this batch
-                self._fetched.update(await asyncio.to_thread(_read_stamps, unread))
+                self._read(await asyncio.to_thread(_read_stamps, self.inbox, unread, set()))
             for path in due:
                 self._admit(path, self._fetched[path])
         finally:
             self._fetched.clear()
+            self._writers.clear()
             self._stepping = False
+
+    def _read(self, found: dict[Path, tuple[FileStamp | OSError, bool | None]]) -> None:
+        for path, (current, writers) in found.items():
+            self._fetched[path] = current
+            self._writers[path] = writers
+
+    def _fetched_writers(self, path: Path) -> bool | None:
+        return self._writers.get(path)
 
     def _fetched_stamp(self, path: Path) -> FileStamp:
         found = self._fetched.get(path)
@@ -159,26 +194,44 @@ class Admission:
     def _note(self, rel: str, reason: str, now: float) -> None:
         path = self.inbox / rel
         found = self._fetched.get(path)
-        if reason != "gone" and isinstance(found, FileStamp) and found is not _NOT_A_FILE:
-            self._tracker.seen(path, found, now, closed=reason == "closed")
+        if reason != "gone" and isinstance(found, FileStamp):
+            self._special.discard(rel)
+            self._tracker.seen(path, found, now, closed=reason == "closed", writing=reason == "writing")
             return
         self._reported_at.pop(rel, None)
         if reason == "gone" or isinstance(found, FileNotFoundError):
             self._tracker.forget(path)
+            self._special.discard(rel)
+            self._deferred.pop(rel, None)
+        elif isinstance(found, NotRegularFile):
+            self._tracker.forget(path)
+            self._not_regular(rel, found)
         elif isinstance(found, OSError):
             log.warning("stat_failed", file=rel, error=str(found))
+
+    def _not_regular(self, rel: str, found: NotRegularFile) -> None:
+        """Never opened, never moved: said once per path, however many events and rescans."""
+        if rel not in self._special:
+            self._special.add(rel)
+            log.warning("not_a_regular_file", file=rel, what=found.strerror, action="left in place, not read")
 
     def _admit(self, path: Path, current: FileStamp | OSError) -> None:
         rel = path.relative_to(self.inbox).as_posix()
         reported = self._reported_at.pop(rel, None)
-        if isinstance(current, FileNotFoundError) or current is _NOT_A_FILE:
+        if isinstance(current, FileNotFoundError):
+            return
+        if isinstance(current, NotRegularFile):
+            self._not_regular(rel, current)
             return
         if isinstance(current, OSError):
             log.warning("stat_failed", file=rel, error=str(current))
             return
         key = current.key
         if self.journal.live_for(rel) is not None:
-            return  # already being worked on
+            # Already being worked on. If this is a newer version, it is admitted when that
+            # row is released (the pool calls `released`), whatever the rescan interval.
+            self._deferred[rel] = "closed"
+            return
         if self.journal.finished_with_stamp(rel, key) is not None:
             return  # this very file was finished and left in place
         row = self.journal.add(rel, key, self._options_key, mode=current.mode)
@@ -188,18 +241,31 @@ class Admission:
         self._enqueue(row.id)
 
 
-# Stands for "not a regular file" among read stamps (a fifo, a socket): never admitted.
-_NOT_A_FILE = FileStamp(size=-1, mtime_ns=-1, inode=-1, dev=-1)
-
-
-def _read_stamps(paths: list[Path]) -> dict[Path, FileStamp | OSError]:
-    """In a thread: each path's stamp, or the error reading it raised."""
-    found: dict[Path, FileStamp | OSError] = {}
+def _read_stamps(inbox: Path, paths: list[Path], ask: set[Path]
+                 ) -> dict[Path, tuple[FileStamp | OSError, bool | None]]:
+    """In a thread: each path's own stamp (`lstat`), or the error reading it raised (a
+    :class:`NotRegularFile` for anything but a regular file, or one reached through a
+    symlinked folder); and for the paths in `ask`, whether a writer has it open."""
+    found: dict[Path, tuple[FileStamp | OSError, bool | None]] = {}
+    folders: dict[Path, bool] = {}  # folder -> whether it is a symlink (or inside one)
     for path in paths:
         try:
-            st = os.stat(path)
+            if _through_symlink(inbox, path.parent, folders):
+                raise NotRegularFile(errno.ELOOP, "inside a symbolic link to a folder", os.fspath(path))
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotRegularFile(errno.EINVAL, describe_mode(st.st_mode), os.fspath(path))
         except OSError as exc:
-            found[path] = exc
+            found[path] = (exc, None)
             continue
-        found[path] = FileStamp.from_stat(st) if stat.S_ISREG(st.st_mode) else _NOT_A_FILE
+        found[path] = (FileStamp.from_stat(st), writer_open(path) if path in ask else None)
     return found
+
+
+def _through_symlink(inbox: Path, folder: Path, seen: dict[Path, bool]) -> bool:
+    """Whether `folder` (inside the inbox) is, or lies inside, a symlink; remembered in `seen`."""
+    if folder == inbox or inbox not in folder.parents:
+        return False
+    if folder not in seen:
+        seen[folder] = _through_symlink(inbox, folder.parent, seen) or os.path.islink(folder)
+    return seen[folder]

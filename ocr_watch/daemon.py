@@ -23,6 +23,7 @@ import structlog
 
 from ocr_watch import config as cfgmod
 from ocr_watch.admission import Admission
+from ocr_watch.intake.source import ignore_lease_breaks
 from ocr_watch.api import CreateOptions, PicWishClient
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
 from ocr_watch.journal import Journal
@@ -109,6 +110,7 @@ async def serve(
             outcome.stopped_early = why
             stop.set()
 
+    ignore_lease_breaks()  # admission's writer check takes a read lease for an instant
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_because, "signal")
@@ -125,7 +127,8 @@ async def serve(
                            requests_per_second=config.api.requests_per_second,
                            answer_timeout_s=config.api.answer_timeout_seconds,
                            download_min_bps=config.api.download_min_bytes_per_second)
-    pool = Pool(journal, client, settings)
+    # A newer version of a file seen while its row was in flight is admitted when it leaves.
+    pool = Pool(journal, client, settings, on_released=lambda rel: admission.released(rel))
     memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, pool.poller.planner)
     activity = asyncio.Event()
     admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,

@@ -18,7 +18,7 @@ HOLD_S = 5.0
 
 
 class Held:
-    """``os.stat`` of one file name, once armed, waits until the test lets it go (a network
+    """``os.lstat`` (what admission reads) of one file name, once armed, waits until the test lets it go (a network
     share's round trip that does not end); if nobody does, it goes on after HOLD_S and notes
     that. ``answered`` counts the stats of that name that have returned."""
 
@@ -31,7 +31,7 @@ class Held:
         self.answered = 0
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        real_stat = os.stat
+        real_stat = os.lstat
 
         def held_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
             if not os.fspath(path).endswith(os.sep + self.name):
@@ -44,7 +44,7 @@ class Held:
             self.answered += 1
             return result
 
-        monkeypatch.setattr(os, "stat", held_stat)
+        monkeypatch.setattr(os, "lstat", held_stat)
 
 
 @pytest.fixture

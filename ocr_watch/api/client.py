@@ -22,10 +22,12 @@ import urllib.parse
 from collections import Counter
 from types import TracebackType
 from collections.abc import AsyncIterator, Callable
-from typing import IO, Any, Literal, NoReturn
+from typing import IO, Any, Literal, NoReturn, cast
 
 import httpx
 
+from ocr_watch.intake.identity import FileStamp
+from ocr_watch.intake.source import SentReader
 from ocr_watch.results.fsops import AtomicFile
 
 from .errors import (
@@ -39,7 +41,7 @@ from .errors import (
 from .models import CreateOptions, Task, describe_state
 from .ratelimit import TokenBucket
 
-__all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "raise_for_task_state"]
+__all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
 
 # connect: a healthy service answers fast; write/read are per socket operation, so 120 s
 # survives a stalled slow link during a 200 MB upload and the service's wait before it
@@ -91,6 +93,16 @@ def _parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """A created task and what the service was sent for it: ``sha256`` of the bytes uploaded
+    (None if the service answered before reading them all), the file's stamp at open."""
+
+    task_id: str
+    sha256: str | None
+    stamp: FileStamp
 
 
 API_CONNECTIONS = 8
@@ -184,27 +196,38 @@ class PicWishClient:
         A missing or unreadable source raises ``OSError``: that is the caller's file, not
         the service.
         """
+        return (await self.upload(source, options, priority=priority)).task_id
+
+    async def upload(self, source: pathlib.Path, options: CreateOptions, *, priority: int = 0) -> Upload:
+        """Like :meth:`create_task`, and say what was sent: the SHA-256 of the very bytes the
+        service received and the file's stamp when they were read. Only a regular file is
+        read (``NotRegularFile`` otherwise); one that shrinks meanwhile raises ``SourceChanged``.
+        """
         source = pathlib.Path(source)
         mime = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
         url = self._base_url + _TASKS_PATH
+        # The service only needs the extension; a name that is not UTF-8 must still encode.
+        filename = source.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        sent: list[SentReader] = []
 
         def build() -> httpx.Request:
-            # A fresh file object per attempt: httpx streams it in chunks with a
-            # Content-Length taken from fstat, and a retry starts from byte 0.
-            handle = source.open("rb")
+            # A fresh reader per attempt: Content-Length is its size at open, and a retry
+            # starts from byte 0 with a fresh hash.
+            handle = SentReader(source)
             try:
                 request = self._http.build_request(
                     "POST",
                     url,
                     data=options.form_fields(),
-                    files={"image_file": (source.name, handle, mime)},
+                    files={"image_file": (filename, cast(IO[bytes], handle), mime)},
                     headers=self._key_header(),
                 )
                 request.stream = _Coalesced(request.stream)
-                return request
             except BaseException:
                 handle.close()
                 raise
+            sent.append(handle)
+            return request
 
         body, _ = await self._call("create", build, priority)
         data = body.get("data")
@@ -215,7 +238,9 @@ class PicWishClient:
                 status_code=200,
                 ambiguous=True,
             )
-        return task_id
+        reader = sent[-1]
+        # The answer came after the whole body (the service reads it before answering).
+        return Upload(task_id=task_id, sha256=reader.sha256 if reader.complete else None, stamp=reader.stamp)
 
     async def get_task(self, task_id: str, *, priority: int = 0) -> Task:
         """Query a task; returns it whatever its state (see :func:`raise_for_task_state`)."""

@@ -17,9 +17,12 @@ __all__ = ["FileStamp", "sha256_file", "stamp"]
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of the file's content, read in chunks (sources run to 200 MB)."""
+    """Hex SHA-256 of the file's content, read in chunks (sources run to 200 MB); only a
+    regular file is read (see ``source.open_source``)."""
+    from ocr_watch.intake.source import open_source  # it builds on FileStamp, defined here
+
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_source(path) as f:
         while chunk := f.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
@@ -54,5 +57,6 @@ class FileStamp:
 
 
 def stamp(path: Path) -> FileStamp:
-    """The stamp of ``path`` now; raises OSError (FileNotFoundError) like ``os.stat``."""
-    return FileStamp.from_stat(os.stat(path))
+    """The stamp of ``path`` itself now (a symlink's own, never its target's); raises
+    OSError (FileNotFoundError) like ``os.lstat``."""
+    return FileStamp.from_stat(os.lstat(path))

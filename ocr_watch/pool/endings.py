@@ -9,6 +9,8 @@ earlier run that died before noting it (or by a person), and is not touched agai
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -97,7 +99,22 @@ class Endings:
             last_task_state=row.last_task_state, first_seen=row.first_seen, failed_at=self._wall(),
             sha256=row.sha256, size=row.size, detail={},
         )
-        job = asyncio.ensure_future(asyncio.to_thread(
-            quarantine_file, self._source(row), PurePosixPath(row.rel), self.settings.quarantine, report,
-            copy_mode(row.mode)))
+        job = asyncio.ensure_future(asyncio.to_thread(self._quarantine_in_thread, row, report))
         return await _in_thread_shielded(job)
+
+    def _quarantine_in_thread(self, row: Row, report: FailureReport) -> Path:
+        source = self._source(row)
+        return quarantine_file(source, PurePosixPath(row.rel), self.settings.quarantine, report,
+                               copy_mode(row.mode), leave_source=not _is_rows_file(source, row))
+
+
+def _is_rows_file(source: Path, row: Row) -> bool:
+    """Whether `source` is still the row's own regular file (or gone): a FIFO, symlink or
+    other file put in its place is never moved to quarantine in its stead."""
+    try:
+        st = os.lstat(source)
+    except FileNotFoundError:
+        return True  # quarantine_file reports it missing
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_ino == row.inode

@@ -42,8 +42,10 @@ from typing import Any
 import structlog
 
 from ocr_watch.api import ApiError, PicWishClient, Task, describe_state
+from ocr_watch.api.client import Upload
 from ocr_watch.intake.filters import reject_reason
-from ocr_watch.intake.identity import FileStamp, sha256_file, stamp
+from ocr_watch.intake.identity import stamp
+from ocr_watch.intake.source import NotRegularFile, SourceChanged, stamp_and_hash
 from ocr_watch.journal import FileState, Journal, Row
 from ocr_watch.results.fsops import copy_mode
 from ocr_watch.results.naming import output_candidates
@@ -64,10 +66,16 @@ FOLDER_LOG_EVERY = 10
 FOLDER_LOG_INTERVAL_S = 60.0
 
 
-def _stamp_and_hash(source: Path, known: str | None) -> tuple[FileStamp, str]:
-    """One trip to a worker thread for both: the stamp first, so a rewrite shows."""
-    current = stamp(source)
-    return current, known or sha256_file(source)
+# A file that keeps shrinking while it is uploaded is given up after this many tries.
+SHRINK_TRIES = 3
+
+
+def _changed_since(source: Path, row: Row) -> bool:
+    """Whether the source on disk is no longer the file the row's upload read."""
+    try:
+        return stamp(source).key != row.stamp
+    except FileNotFoundError:
+        return False
 
 
 def _output_in_place(dest: Path) -> bool:
@@ -99,7 +107,10 @@ class Pool:
         *,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_released: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_released(rel)` is called whenever a row leaves flight (done or quarantined),
+        so a newer version of that file, seen meanwhile, is admitted at once."""
         self.journal = journal
         self.client = client
         self.settings = settings
@@ -139,6 +150,7 @@ class Pool:
         )
         # Called whenever a file enters or leaves flight, so `once` can notice it is finished.
         self.on_change: Callable[[], None] = lambda: None
+        self._on_released = on_released
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -258,6 +270,8 @@ class Pool:
         self.policy.local_failure_over(row_id)
         self._slot_freed.set()
         self.on_change()
+        if self._on_released is not None:
+            self._on_released(self.journal.get(row_id).rel)
 
     def _source(self, row: Row) -> Path:
         return self.settings.inbox / row.rel
@@ -306,10 +320,15 @@ class Pool:
             row = self.journal.get(row_id)
             source = self._source(row)
             try:
-                current, digest = await asyncio.to_thread(_stamp_and_hash, source, row.sha256)
+                # Hashed again even when resumed with a hash: the file may have changed since.
+                current, digest = await asyncio.to_thread(stamp_and_hash, source)
             except FileNotFoundError:
                 await self._quarantine(row, "intake", "the file disappeared from the inbox before it was uploaded")
                 return
+            except NotRegularFile as exc:
+                await self._quarantine(row, "intake", _replaced(exc))
+                return
+            log.debug("file_hashed", file=row.rel, sha256=digest, size=current.size)
             if current.key != row.stamp:
                 # Rewritten since it was admitted: admit it again as what it is now.
                 row = self.journal.update(
@@ -377,7 +396,9 @@ class Pool:
 
     async def _create(self, row: Row) -> None:
         source = self._source(row)
+        shrunk = 0
         while True:
+            error: ApiError | None
             async with self._upload_gate:
                 # Checked inside the gate: after a refusal, the probe is one request, not one
                 # per file that was already waiting for the gate.
@@ -388,11 +409,11 @@ class Pool:
                 # way could leave a task the service made and we never heard of (a credit).
                 self._note_call()
                 upload = asyncio.ensure_future(
-                    self.client.create_task(source, self.settings.create_options, priority=1))
+                    self.client.upload(source, self.settings.create_options, priority=1))
                 self._critical.add(upload)
                 upload.add_done_callback(self._critical.discard)
                 try:
-                    task_id = await asyncio.shield(upload)
+                    sent = await asyncio.shield(upload)
                 except asyncio.CancelledError as exc:
                     self.account.settle(create=True, error=exc)
                     if upload.done() and not upload.cancelled() and upload.exception() is None:
@@ -403,26 +424,61 @@ class Pool:
                 except ApiError as exc:
                     self.account.settle(create=True, error=exc)
                     row = self.journal.update(row.id, FileState.QUEUED)
-                    error: ApiError = exc
+                    error = exc
                 except FileNotFoundError as exc:
                     self.account.settle(create=True, error=exc)
                     row = self.journal.update(row.id, FileState.QUEUED)
                     await self._quarantine(row, "create", "the file disappeared from the inbox during upload")
                     return
+                except NotRegularFile as exc:
+                    self.account.settle(create=True, error=exc)
+                    row = self.journal.update(row.id, FileState.QUEUED)
+                    await self._quarantine(row, "create", _replaced(exc))
+                    return
+                except SourceChanged as exc:
+                    self.account.settle(create=True, error=exc)
+                    # The body fell short of its Content-Length: no task can have been made.
+                    row = self.journal.update(row.id, FileState.QUEUED)
+                    shrunk += 1
+                    log.warning("source_changed_during_upload", file=row.rel, error=exc.strerror, tries=shrunk)
+                    if shrunk >= SHRINK_TRIES:
+                        await self._quarantine(row, "create", f"the file kept changing while it was uploaded "
+                                                              f"({shrunk} tries): {exc.strerror}")
+                        return
+                    error = None
+                except OSError as exc:
+                    self.account.settle(create=True, error=exc)
+                    row = self.journal.update(row.id, FileState.QUEUED)
+                    await self._quarantine(row, "create", f"the file could not be read for upload: {exc}")
+                    return
                 else:
                     self.account.settle(create=True, error=None)
-                    self._created(row, task_id, started)
+                    self._created(row, sent, started)
                     return
+            if error is None:
+                await asyncio.sleep(self.settings.backoff_initial_s)
+                continue
             retry_in = await self._after_error(row, error, "create")
             if retry_in is None:
                 return
             row = self.journal.get(row.id)
             await asyncio.sleep(retry_in)
 
-    def _created(self, row: Row, task_id: str, started: float) -> None:
-        """Commit the task id before anything else can happen: a restart polls this task."""
+    def _created(self, row: Row, sent: Upload, started: float) -> None:
+        """Commit the task id before anything else can happen: a restart polls this task.
+
+        With it, what the service was sent: the hash of the bytes uploaded and the stamp they
+        were read under, so reuse and sharing go by what the service really received, and a
+        file changed since is known as such at output time.
+        """
         created = self._wall()
-        row = self.journal.update(row.id, FileState.POLLING, task_id=task_id, task_created_at=created)
+        task_id = sent.task_id
+        sha = sent.sha256 or row.sha256
+        if sha != row.sha256:
+            log.warning("source_changed_before_upload", file=row.rel, task_id=task_id,
+                        hashed=row.sha256, sent=sha)
+        row = self.journal.update(row.id, FileState.POLLING, task_id=task_id, task_created_at=created, sha256=sha,
+                                  size=sent.stamp.size, mtime_ns=sent.stamp.mtime_ns, inode=sent.stamp.inode)
         self._service_answered()
         log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))
@@ -489,7 +545,11 @@ class Pool:
         try:
             while True:
                 try:
-                    row = await self._reserve_output(row)
+                    # A source changed since its upload never takes the clean name: that is for
+                    # its final version, which is processed when the source is released.
+                    changed = row.output_rel is None and await asyncio.to_thread(
+                        _changed_since, self._source(row), row)
+                    row = await self._reserve_output(row, changed=changed)
                     assert row.output_rel is not None and row.result_url is not None
                     dest = self.settings.outbox / row.output_rel
                     if await asyncio.to_thread(_output_in_place, dest):
@@ -527,13 +587,15 @@ class Pool:
             return
         await self._finish(row)
 
-    async def _reserve_output(self, row: Row) -> Row:
+    async def _reserve_output(self, row: Row, *, changed: bool = False) -> Row:
         """Choose the output name once and write it down, so a restart uses the same one."""
         if row.output_rel is not None:
             return row
         assert row.sha256 is not None
-        for candidate in output_candidates(PurePosixPath(row.rel), self.settings.create_options.format,
-                                           row.sha256):
+        for index, candidate in enumerate(output_candidates(PurePosixPath(row.rel),
+                                                            self.settings.create_options.format, row.sha256)):
+            if changed and index == 0:
+                continue
             name = candidate.as_posix()
             if self.journal.output_taken(name, exclude_id=row.id):
                 continue
@@ -659,3 +721,8 @@ class Pool:
         log.error("quarantine_failed", file=row.rel, stage=row.last_stage, reason=row.last_error,
                   task_id=row.task_id, error=repr(exc), exc_info=not isinstance(exc, OSError),
                   action="the source stays in the inbox; move it out by hand")
+
+def _replaced(exc: NotRegularFile) -> str:
+    """The quarantine reason for a queued file whose path is now something else."""
+    return (f"the file was replaced by {exc.strerror} before it was uploaded; that is never read "
+            f"or moved, and was left in the inbox")

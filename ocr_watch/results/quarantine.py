@@ -88,14 +88,17 @@ def report_path_for(quarantined: Path) -> Path:
 
 
 def quarantine_file(source: Path, rel: PurePosixPath, quarantine_root: Path,
-                    report: FailureReport, mode: int = 0o666) -> Path:
+                    report: FailureReport, mode: int = 0o666, *, leave_source: bool = False) -> Path:
     """Write the report, then move ``source`` to ``quarantine/<rel>`` (or a free sibling).
 
-    Returns the quarantined path. If ``source`` is already gone, the report is still written,
-    with ``"source_missing": true``, and the returned path is where the file would have gone.
-    ``mode``: the report's permission bits before the umask (``fsops.copy_mode`` of the source).
+    Returns the quarantined path. If ``source`` is already gone (or ``leave_source``), the
+    report is still written, with ``"source_missing": true``, and the returned path is where
+    the file would have gone. ``mode``: the report's permission bits before the umask
+    (``fsops.copy_mode`` of the source).
     """
-    source_present = source.exists() or source.is_symlink()
+    # leave_source: the path is no longer the failed file (a FIFO, a symlink or another file
+    # put in its place); only the report is written, and the path is not touched.
+    source_present = not leave_source and (source.exists() or source.is_symlink())
     dest, done = _choose_destination(source if source_present else None,
                                      quarantine_root / rel, report)
     if done:

@@ -4,8 +4,12 @@ It does no I/O and takes no lock of ours, so the observer never waits on the dae
 callback it is given hands the path to the event loop (`call_soon_threadsafe`).
 
 Reasons:
-- ``closed``: a writer closed the file, or it was moved in whole: ready now.
-- ``changed``: created or written to, still maybe growing: wait until it settles.
+- ``closed``: a writer closed the file, or it was moved in whole (from inside the inbox or
+  from another folder): ready now.
+- ``writing``: native events only: data was written, so a writer has the file open; it is
+  not ready until it is closed, however long the writer pauses.
+- ``changed``: created with no write yet (a hard link), or written to as the polling observer
+  sees it (no close events there): wait until it settles.
 - ``dir``: a directory appeared (created or moved in): its contents need a scan.
 - ``gone``: deleted or moved away: forget it.
 """
@@ -53,9 +57,14 @@ class InboxHandler(FileSystemEventHandler):
     def __init__(self, root: Path, report: Report) -> None:
         self._root = os.fspath(root)
         self._report = report
+        # Set by the watcher for the observer it runs: only inotify reports closes, so only
+        # there does a write mean "wait for the close".
+        self.native = False
 
     def _rel(self, path: str | bytes) -> str | None:
         text = os.fsdecode(path)
+        if not text:
+            return None  # the outside end of a move in or out (generate_full_events)
         rel = os.path.relpath(text, self._root)
         if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
             return None  # moved out of the inbox, or the inbox itself
@@ -70,8 +79,10 @@ class InboxHandler(FileSystemEventHandler):
         self._send(event.src_path, "dir" if event.is_directory else "changed")
 
     def on_modified(self, event: FileSystemEvent) -> None:
+        # FileAttribEvent (tar or `cp -p` setting times after the close) is another class,
+        # filtered out by EVENTS_OF_INTEREST: it must not make a closed file wait.
         if not isinstance(event, DirModifiedEvent):
-            self._send(event.src_path, "changed")
+            self._send(event.src_path, "writing" if self.native else "changed")
 
     def on_closed(self, event: FileSystemEvent) -> None:
         self._send(event.src_path, "closed")

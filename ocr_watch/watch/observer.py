@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from enum import Enum
@@ -119,8 +120,9 @@ class InboxWatcher:
 
     def _make(self, kind: str) -> BaseObserver:
         observer: BaseObserver = (
-            PollingObserver(timeout=self.poll_interval_s) if kind == "polling" else Observer()
+            PollingObserver(timeout=self.poll_interval_s) if kind == "polling" else _native_observer()
         )
+        self._handler.native = kind == "native"
         self._guard = _RootGuard(self.root, self._handler, self._lost)
         observer.schedule(self._guard, str(self.root), recursive=True, event_filter=EVENTS_OF_INTEREST)
         observer.start()
@@ -215,3 +217,13 @@ class InboxWatcher:
                 self._stop()
                 return False
             return True
+
+
+def _native_observer() -> BaseObserver:
+    """inotify with full move events on Linux: a file moved in from another folder is then a
+    move (whole, ready now), not a creation that must wait out the settle time."""
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    return Observer()

@@ -184,3 +184,39 @@ class TestRestat:
         t.seen(path, stamp(path), now=2.0)
         path.unlink()
         assert t.due(3.0) == []
+
+
+class TestWriting:
+    """A file written to (native events) waits for its close; the writer check is a second opinion."""
+
+    def test_a_writing_file_waits_past_the_settle_time_until_closed(self) -> None:
+        t = SettleTracker(2.0, restat=None)
+        t.seen(A, st(10), now=100.0, writing=True)
+        assert t.due(103.0) == [] and t.due(110.0) == []
+        t.seen(A, st(10), now=111.0)  # a scan's report does not end "writing"
+        assert t.due(120.0) == []
+        t.seen(A, st(20), now=121.0, closed=True)
+        assert t.due(121.0) == [A]
+
+    def test_a_writer_still_open_keeps_even_a_closed_file_waiting(self) -> None:
+        writers = {A: True}
+        t = SettleTracker(2.0, restat=None, writers=writers.get)
+        t.seen(A, st(10), now=100.0, closed=True)
+        assert t.due(100.0) == []
+        writers[A] = False
+        assert t.due(101.0) == [] and t.due(102.0) == [A]
+
+    def test_a_writing_file_whose_close_was_missed_goes_when_no_writer_is_left(self) -> None:
+        writers: dict[Path, bool | None] = {A: None}
+        t = SettleTracker(2.0, restat=None, writers=writers.get)
+        t.seen(A, st(10), now=100.0, writing=True)
+        assert t.due(102.0) == []  # cannot tell: the close event decides
+        writers[A] = False
+        assert t.due(104.0) == [A]
+
+    def test_a_quiet_file_with_a_writer_waits_and_settle_zero_does_not_spin(self) -> None:
+        writers = {A: True}
+        t = SettleTracker(0.0, restat=None, writers=writers.get)
+        t.seen(A, st(10), now=100.0)
+        assert t.due(100.0) == []
+        assert t.next_deadline() == 101.0  # WRITER_RECHECK_S, not "now" again
