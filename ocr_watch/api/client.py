@@ -370,7 +370,7 @@ class PicWishClient:
         if status == 404:
             if kind == "query":
                 raise ResultUnavailable(
-                    f"the service no longer knows this task (results are kept about an hour){suffix}",
+                    f"the service no longer knows this task{suffix}",
                     status_code=status,
                 )
             raise AccountError(

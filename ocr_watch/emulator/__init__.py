@@ -43,6 +43,12 @@ Per-file triggers in the uploaded file name:
 - ``__brokendl__``: its first download is cut in half.
 - ``__seconds_5__`` (decimals allowed, ``__seconds_0.2__``): processing takes exactly that long.
 
+Result URLs: by default a URL's expiry counts from the task's completion and every query
+returns the same URL, so re-querying does not revive an expired one. With
+``fresh_url_per_query`` (``--fresh-url-per-query``) a query after the first that returned the
+URL signs a fresh one, as object storage signing each request would (the real service's
+behaviour here is not documented).
+
 Callbacks: on every state entered after creation (2, 3, 4 and the terminal one) the
 envelope of the query response is POSTed as JSON to ``callback_url``.
 """

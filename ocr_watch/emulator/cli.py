@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--credits", type=int, default=None, help="credit balance (default unlimited)")
     parser.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds on rate-limit 429s")
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter RNG and URL signing")
+    parser.add_argument("--fresh-url-per-query", action="store_true",
+                        help="sign result URLs when issued: a query after the first gives a fresh URL")
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -51,6 +53,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         credits=args.credits,
         retry_after_seconds=args.retry_after,
         seed=args.seed,
+        fresh_url_per_query=args.fresh_url_per_query,
     )
 
 

@@ -205,7 +205,15 @@ class Emulator:
             if task is None:
                 return None
             task.queries += 1
-            return self.store.envelope(task)
+            envelope = self.store.envelope(task)
+            url = envelope["data"].get("file")
+            if url is not None and self.settings.fresh_url_per_query:
+                if task.extra.get("url_served"):
+                    envelope["data"]["file"] = task.result_url = self.signer.sign(
+                        self.result_base_url, result_path(task.task_id, task.fmt),
+                        expires_at(time.time(), self.settings.result_ttl_seconds, False))
+                task.extra["url_served"] = True
+            return envelope
 
     def _render(self, task: Task) -> bytes:
         key = (task.task_id, task.fmt)

@@ -28,6 +28,10 @@ class EmulatorSettings:
     credits: int | None = None
     retry_after_seconds: float | None = None
     seed: int = 0
+    # False: a result URL's expiry counts from the task's completion and every query returns
+    # the same URL. True: like object storage signing per request, a query after the first
+    # that returned the URL returns a freshly signed one, valid result_ttl_seconds from then.
+    fresh_url_per_query: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.api_keys, str):

@@ -76,14 +76,18 @@ class ErrorPolicy:
         self.outage_failures = 0
         self._local_failures: dict[Hashable, int] = {}
 
-    def judge(self, exc: ApiError, *, stage: str, attempts: int, task_id: str | None) -> Verdict:
-        """`attempts` counts this failure too when it is a counted kind (see `Verdict.counts`)."""
+    def judge(self, exc: ApiError, *, stage: str, attempts: int, task_id: str | None,
+              task_age_s: float | None = None) -> Verdict:
+        """`attempts` counts this failure too when it is a counted kind (see `Verdict.counts`);
+        `task_age_s`, when known, goes into the reason of a task the service lost."""
         if isinstance(exc, ResultUnavailable):
+            age = "" if task_age_s is None else f", created {task_age_s:.0f} s ago"
             if stage == "download":
-                reason = (f"{exc.message}; task {task_id} was finished (and paid for) but its result could "
-                          "not be fetched in time. Move the file back into the inbox to run it again.")
+                reason = (f"{exc.message}; task {task_id}{age} was finished (and paid for) but its result could "
+                          "not be fetched, and asking the service again gave no working link. Move the file "
+                          "back into the inbox to run it again (a new credit).")
             else:
-                reason = f"task {task_id}: {exc.message}"
+                reason = f"task {task_id}{age}: {exc.message}"
             return Verdict(Action.QUARANTINE, reason)
         if isinstance(exc, PermanentError):
             return Verdict(Action.QUARANTINE, exc.message)

@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from ocr_watch.api import ApiError, PicWishClient, Task, describe_state
+from ocr_watch.api import ApiError, PicWishClient, ResultUnavailable, Task, describe_state
 from ocr_watch.api.client import Upload
 from ocr_watch.intake.filters import reject_reason
 from ocr_watch.intake.identity import stamp
@@ -59,6 +59,8 @@ from .settings import PoolSettings
 
 __all__ = ["Pool"]
 
+# How often one download may ask for a fresh result link before the file is quarantined.
+FRESH_LINK_TRIES = 2
 QUOTA_WINDOW_S = 10.0
 QUOTA_BUSY_SHARE = 0.9
 # A folder that keeps failing is logged at its first failure, then every Nth or after a while.
@@ -527,8 +529,21 @@ class Pool:
         self._spawn(self._download(row), critical=True)
 
     async def _on_poll_error(self, target: Target, exc: ApiError) -> float | None:
-        """Decide what a failed query means; returns seconds until the next query, or None."""
-        verdict = self.policy.judge(exc, stage="poll", attempts=target.errors, task_id=target.task_id)
+        """Decide what a failed query means; returns seconds until the next query, or None.
+
+        `poll.timeout_seconds` holds here too, not only when a query answers: a service that
+        only fails (or trickles) cannot keep a file in flight past it."""
+        age = self.poller.age(target)
+        if age > self.settings.task_timeout_s:
+            self.poller.forget(target.task_id)
+            for row in self.journal.rows_for_task(target.task_id):
+                await self._quarantine(
+                    row, "poll", f"no result after {age:.0f} s (limit poll.timeout_seconds = "
+                    f"{self.settings.task_timeout_s:g}); task {target.task_id}: the last query failed: {exc.message}",
+                    http_status=exc.status_code)
+            return None
+        verdict = self.policy.judge(exc, stage="poll", attempts=target.errors, task_id=target.task_id,
+                                    task_age_s=self.poller.age(target))
         rows = self.journal.rows_for_task(target.task_id)
         if verdict.action is Action.QUARANTINE:
             self.poller.forget(target.task_id)
@@ -542,6 +557,7 @@ class Pool:
 
     async def _download(self, row: Row) -> None:
         bound = log.bind(file=row.rel, task_id=row.task_id)
+        fresh_links = 0
         try:
             while True:
                 try:
@@ -557,6 +573,15 @@ class Pool:
                     started = time.monotonic()
                     size = await self.client.download_result(row.result_url, dest, mode=copy_mode(row.mode))
                 except ApiError as exc:
+                    if isinstance(exc, ResultUnavailable) and fresh_links < FRESH_LINK_TRIES and row.task_id:
+                        # Paid for and finished: an expired or refused link is asked for again,
+                        # and only a task the service no longer knows ends in quarantine.
+                        fresh_links += 1
+                        fresh = await self._fresh_link(row, exc)
+                        if fresh is None:
+                            return
+                        row = fresh
+                        continue
                     retry_in = await self._after_error(row, exc, "download")
                     if retry_in is None:
                         return
@@ -586,6 +611,28 @@ class Pool:
             await self._quarantine(self.journal.get(row.id), "output", f"could not write the result: {exc!r}")
             return
         await self._finish(row)
+
+    async def _fresh_link(self, row: Row, refused: ApiError) -> Row | None:
+        """Query the row's task for a fresh result link; the row with it, or None when the file
+        was quarantined meanwhile (the service no longer knows the task, or the task failed).
+        Any other failure of the query is waited out like a download's."""
+        assert row.task_id is not None
+        log.info("result_link_refused", file=row.rel, task_id=row.task_id, error=refused.message,
+                 action="asking the service for a fresh link")
+        try:
+            task = await self._query(row.task_id)
+        except ApiError as exc:
+            retry_in = await self._after_error(row, exc, "download")
+            if retry_in is None:
+                return None
+            await self._pause(retry_in)
+            return self.journal.get(row.id)
+        if task.is_failed or not task.file_url:
+            await self._quarantine(row, "download", f"asked for a fresh result link after '{refused.message}', "
+                                   f"the service said task {row.task_id} is {describe_state(task.state)}",
+                                   task_state=task.state)
+            return None
+        return self.journal.update(row.id, result_url=task.file_url, result_url_at=self._wall())
 
     async def _reserve_output(self, row: Row, *, changed: bool = False) -> Row:
         """Choose the output name once and write it down, so a restart uses the same one."""
@@ -643,7 +690,9 @@ class Pool:
 
     async def _after_error(self, row: Row, exc: ApiError, stage: str) -> float | None:
         """Sort an API error: returns seconds to wait before retrying, or None if quarantined."""
-        verdict = self.policy.judge(exc, stage=stage, attempts=row.attempts + 1, task_id=row.task_id)
+        verdict = self.policy.judge(exc, stage=stage, attempts=row.attempts + 1, task_id=row.task_id,
+                                    task_age_s=None if row.task_created_at is None
+                                    else self._wall() - row.task_created_at)
         row = self.journal.record_error(row.id, stage=stage, message=exc.message, http_status=exc.status_code,
                                         task_state=exc.task_state, count_attempt=verdict.counts)
         if verdict.action is Action.QUARANTINE:

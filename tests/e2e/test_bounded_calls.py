@@ -53,3 +53,20 @@ class TestTrickledAnswers:
         wait_for((workspace.outbox / "slow.txt").exists, 60, what="output after the abandoned download")
         assert any("slower than" in str(e.get("error", "")) for e in daemon.events())
         assert daemon.terminate() == 0
+
+
+class TestPollTimeoutHolds:
+    def test_poll_timeout_holds_when_every_query_fails(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+    ) -> None:
+        """Before, the limit was checked only when a query answered: failing queries ran on."""
+        emulator.add_fault("http_500", route="query", count=1000)
+        config = workspace.write_config(poll={"timeout_seconds": 3, "interval_seconds": 0.2},
+                                        retry={"max_attempts": 1000})
+        daemon = daemon_factory(config).start()
+        daemon.wait_event("watching")
+        workspace.drop("never.png", png_bytes(1))
+        report = workspace.quarantine / "never.png.error.json"
+        wait_for(report.exists, 30, what="quarantined by poll.timeout_seconds")
+        assert "poll.timeout_seconds" in report.read_text()
+        assert daemon.terminate() == 0
