@@ -80,7 +80,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "poll": ("interval_seconds", "timeout_seconds"),
     "callback": ("url", "listen", "fallback_seconds"),
     "watch": ("mode", "poll_interval_seconds", "rescan_seconds", "settle_seconds"),
-    "retry": ("max_attempts", "backoff_initial_seconds", "backoff_max_seconds"),
+    "retry": ("max_attempts", "backoff_initial_seconds", "backoff_max_seconds", "ambiguous_creates"),
 }
 
 
@@ -193,6 +193,9 @@ class RetrySettings:
     max_attempts: int
     backoff_initial_seconds: float
     backoff_max_seconds: float
+    # Uploads sent whole whose answer was lost (a task may exist, and be billed): how many
+    # times such a file is sent again before it goes to quarantine instead.
+    ambiguous_creates: int = 1
 
 
 @dataclass(frozen=True)
@@ -363,7 +366,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     retry_raw = r.section(raw, "retry")
     retry = (r.get(retry_raw, "retry.max_attempts", 8, r.integer(1)),
              r.get(retry_raw, "retry.backoff_initial_seconds", 1, r.number(0, inclusive=False)),
-             r.get(retry_raw, "retry.backoff_max_seconds", 300, r.number(0, inclusive=False)))
+             r.get(retry_raw, "retry.backoff_max_seconds", 300, r.number(0, inclusive=False)),
+             r.get(retry_raw, "retry.ambiguous_creates", 1, r.integer(0)))
     if retry[1] is not None and retry[2] is not None and retry[2] < retry[1]:
         r.problem("retry.backoff_max_seconds",
                   f"must be >= retry.backoff_initial_seconds ({retry[1]:g}), got {retry[2]:g}")
@@ -804,7 +808,8 @@ def describe(config: Config) -> str:
                   "settle_seconds": config.watch.settle_seconds},
         "retry": {"max_attempts": config.retry.max_attempts,
                   "backoff_initial_seconds": config.retry.backoff_initial_seconds,
-                  "backoff_max_seconds": config.retry.backoff_max_seconds},
+                  "backoff_max_seconds": config.retry.backoff_max_seconds,
+                  "ambiguous_creates": config.retry.ambiguous_creates},
         "log_level": config.log_level,
     }
     header = f"# effective configuration from {config.path}\n"

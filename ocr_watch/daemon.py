@@ -80,6 +80,7 @@ def pool_settings(config: cfgmod.Config, url: str | None = None) -> PoolSettings
         poll_min_interval_s=config.poll.interval_seconds,
         task_timeout_s=config.poll.timeout_seconds,
         max_attempts=config.retry.max_attempts,
+        ambiguous_creates=config.retry.ambiguous_creates,
         backoff_initial_s=config.retry.backoff_initial_seconds,
         backoff_max_s=config.retry.backoff_max_seconds,
         callback_fallback_s=config.callback.fallback_seconds if url else None,

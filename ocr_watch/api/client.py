@@ -300,13 +300,19 @@ class PicWishClient:
 
         The answer must be read whole within `answer_timeout_s` of the request being sent
         whole (a create's upload, which may take minutes on a slow line, is not counted);
-        past that the call is abandoned like a timeout. A create so abandoned may have made
-        a task.
+        past that the call is abandoned like a timeout.
+
+        A create that fails before its upload was sent whole cannot have made a task (the
+        service cannot read a cut body): safe to send again. One whose answer was lost after
+        that may have made one, and may be billed: it is `ambiguous`.
         """
         loop = asyncio.get_running_loop()
+        sent_whole = False
         try:
             async with asyncio.timeout(None) as deadline:
                 def arm() -> None:
+                    nonlocal sent_whole
+                    sent_whole = True
                     deadline.reschedule(loop.time() + self.answer_timeout_s)
 
                 if isinstance(request.stream, _Coalesced):
@@ -321,17 +327,20 @@ class PicWishClient:
                 text += "; the task may have been created"
             raise ServerError(text, ambiguous=kind == "create") from None
         except httpx.HTTPError as exc:
-            self._raise_transport(kind, exc)
+            self._raise_transport(kind, exc, sent_whole=sent_whole)
 
-    def _raise_transport(self, kind: _Kind, exc: httpx.HTTPError) -> NoReturn:
+    def _raise_transport(self, kind: _Kind, exc: httpx.HTTPError, *, sent_whole: bool = True) -> NoReturn:
         where = _safe_url(exc.request.url) if _has_request(exc) else "the service"
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
             raise ServiceUnreachable(
                 f"could not connect to {where}: {type(exc).__name__}", ambiguous=False
             ) from exc
-        ambiguous = kind == "create"
+        ambiguous = kind == "create" and sent_whole
         if isinstance(exc, httpx.TimeoutException):
             text = f"timed out waiting for {where} ({type(exc).__name__})"
+        elif kind == "create" and not sent_whole:
+            text = (f"the connection to {where} broke before the upload was sent whole "
+                    f"({type(exc).__name__}); no task can have been created")
         else:
             text = f"the connection to {where} broke before the whole answer arrived ({type(exc).__name__})"
         if ambiguous:

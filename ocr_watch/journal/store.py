@@ -31,7 +31,7 @@ from .states import TERMINAL, FileState, check_transition
 
 __all__ = ["Journal", "Row"]
 
-_SCHEMA_VERSION = 4
+_SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE files (
@@ -79,6 +79,11 @@ _MIGRATIONS = {
     # Who the journal is (its id, also in the marker beside it) and whether it is open now:
     # see integrity.py.
     4: "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    # Uploads sent whole whose answer was lost (a task may exist, billed), and how many of
+    # those were sent again: each of these may have been paid twice. `status` and metrics
+    # read them.
+    5: "ALTER TABLE files ADD COLUMN lost_create_answers INTEGER NOT NULL DEFAULT 0;"
+       "ALTER TABLE files ADD COLUMN possible_double_charges INTEGER NOT NULL DEFAULT 0;",
 }
 
 # Owner-only: the journal holds pre-signed links to every result.
@@ -112,6 +117,8 @@ class Row:
     updated_at: float
     finished_at: float | None
     mode: int | None = None
+    lost_create_answers: int = 0
+    possible_double_charges: int = 0
 
     @property
     def stamp(self) -> tuple[int, int, int]:
@@ -342,6 +349,20 @@ class Journal:
         if state is not None:
             sets["state"] = state
         return self._remember(dataclasses.replace(current, **sets))
+
+    def note_lost_create(self, row_id: int, *, sent_again: bool) -> Row:
+        """An upload of this row was sent whole and its answer lost; `sent_again`: it will be
+        uploaded once more (a possible double charge)."""
+        self._db.execute(
+            "UPDATE files SET lost_create_answers = lost_create_answers + 1,"
+            " possible_double_charges = possible_double_charges + ?, updated_at = ? WHERE id = ?",
+            (1 if sent_again else 0, self._clock(), row_id))
+        self._live.pop(row_id, None)
+        return self.get(row_id)
+
+    def possible_double_charges(self) -> int:
+        """Every upload sent again after an answer was lost, over the journal's life."""
+        return int(self._db.execute("SELECT COALESCE(SUM(possible_double_charges), 0) FROM files").fetchone()[0])
 
     def record_error(
         self,

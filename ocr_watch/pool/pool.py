@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from ocr_watch.api import ApiError, PicWishClient, ResultUnavailable, Task, describe_state
+from ocr_watch.api import ApiError, PicWishClient, ResultUnavailable, Task, TransientError, describe_state
 from ocr_watch.api.client import Upload
 from ocr_watch.intake.filters import reject_reason
 from ocr_watch.intake.identity import stamp
@@ -458,13 +458,42 @@ class Pool:
                     self._created(row, sent, started)
                     return
             if error is None:
-                await asyncio.sleep(self.settings.backoff_initial_s)
+                await self._pause(self.settings.backoff_initial_s)
                 continue
+            if isinstance(error, TransientError) and error.ambiguous:
+                lost = await self._create_answer_lost(row, error)
+                if lost is None:
+                    return
+                row = lost
             retry_in = await self._after_error(row, error, "create")
             if retry_in is None:
                 return
             row = self.journal.get(row.id)
-            await asyncio.sleep(retry_in)
+            await self._pause(retry_in)
+
+    async def _create_answer_lost(self, row: Row, error: TransientError) -> Row | None:
+        """An upload was sent whole and its answer lost: a task may exist, and be billed.
+
+        Sent again at most `retry.ambiguous_creates` times, each counted in the journal and
+        logged as a possible double charge; past that the file goes to quarantine saying a
+        task may exist. The row, or None once quarantined.
+        """
+        limit = self.settings.ambiguous_creates
+        sent_again = row.lost_create_answers < limit
+        row = self.journal.note_lost_create(row.id, sent_again=sent_again)
+        if sent_again:
+            log.warning("possible_double_charge", file=row.rel, error=error.message,
+                        lost_answers=row.lost_create_answers, ambiguous_creates=limit,
+                        action="uploading again; the service may bill both uploads")
+            return row
+        times = "once" if row.lost_create_answers == 1 else f"{row.lost_create_answers} times"
+        await self._quarantine(
+            row, "create",
+            f"the upload was sent whole {times} but its answer was lost ({error.message}): the service may "
+            f"have created a task and charged a credit for it (task id unknown). Not sent again "
+            f"(retry.ambiguous_creates = {limit}); check the account's usage, then move the file back "
+            f"into the inbox to run it again.", http_status=error.status_code)
+        return None
 
     def _created(self, row: Row, sent: Upload, started: float) -> None:
         """Commit the task id before anything else can happen: a restart polls this task.

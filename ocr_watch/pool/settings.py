@@ -26,6 +26,7 @@ class PoolSettings:
     poll_min_interval_s: float
     task_timeout_s: float
     max_attempts: int
+    ambiguous_creates: int  # lost create answers sent again before quarantine (retry.ambiguous_creates)
     backoff_initial_s: float
     backoff_max_s: float
     # With callbacks on (create_options carries a callback URL): when a task that has not

@@ -175,6 +175,25 @@ class TestTransportErrors:
         assert isinstance(exc, TransientError) and not exc.ambiguous
 
 
+    def test_a_create_cut_before_its_upload_was_sent_whole_is_not_ambiguous(self, source: pathlib.Path) -> None:
+        """The service cannot make a task from a cut body: safe to send again, no possible charge."""
+
+        class CutMidUpload(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                async for _ in request.stream:  # type: ignore[union-attr]
+                    raise httpx.WriteError("connection reset mid-upload", request=request)
+                raise AssertionError("the body had no chunk")
+
+        async def main() -> ServerError:
+            async with PicWishClient(BASE, KEY, transport=CutMidUpload(), requests_per_second=1000.0) as client:
+                with pytest.raises(ServerError) as info:
+                    await client.create_task(source, CreateOptions())
+                return info.value
+
+        exc = asyncio.run(main())
+        assert not exc.ambiguous and "before the upload was sent whole" in exc.message
+
+
 class TestRateLimit:
     def test_429_is_retried_and_penalizes(self, source: pathlib.Path) -> None:
         """Two 429s (one with Retry-After) are absorbed; the same upload is sent again whole."""

@@ -58,3 +58,53 @@ class TestExpiredLinks:
         assert "created" in report["reason"] and "about an hour" not in report["reason"]
         assert emulator.stats()["creates"] == 1
         assert daemon.terminate() == 0
+
+
+def journal_rows(workspace: Workspace) -> list[dict[str, Any]]:
+    import sqlite3
+
+    db = sqlite3.connect(workspace.root / "state" / "journal.sqlite3")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM files ORDER BY id")]
+    finally:
+        db.close()
+
+
+class TestLostCreateAnswers:
+    @pytest.mark.parametrize("allowed", [1, 0])
+    def test_lost_answers_are_sent_again_at_most_as_configured_then_quarantined_saying_so(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator, allowed: int
+    ) -> None:
+        """Three answers lost in a row (the task IS made each time): at most allowed + 1 tasks."""
+        emulator.add_fault("drop", route="create", count=3)
+        config = workspace.write_config(state_dir="state", retry={"ambiguous_creates": allowed})
+        daemon = daemon_factory(config).start()
+        daemon.wait_event("watching")
+        workspace.drop("lost.png", png_bytes(1))
+        report_path = workspace.quarantine / "lost.png.error.json"
+        wait_for(report_path.exists, 60, what="quarantined after lost answers")
+        report = json.loads(report_path.read_text())
+        assert report["stage"] == "create" and "may have created a task and charged a credit" in report["reason"]
+        assert f"retry.ambiguous_creates = {allowed}" in report["reason"]
+        assert emulator.stats()["creates"] == allowed + 1
+        assert daemon.terminate() == 0
+        (row,) = journal_rows(workspace)
+        assert (row["lost_create_answers"], row["possible_double_charges"]) == (allowed + 1, allowed)
+        warnings = [e for e in daemon.events() if e.get("event") == "possible_double_charge"]
+        assert len(warnings) == allowed
+
+    def test_an_upload_cut_before_it_was_sent_whole_is_sent_again_freely(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+    ) -> None:
+        """A 500 answered before any task was made is no possible charge: not counted as one."""
+        emulator.add_fault("http_500", route="create", count=2)
+        config = workspace.write_config(state_dir="state", retry={"ambiguous_creates": 0})
+        daemon = daemon_factory(config).start()
+        daemon.wait_event("watching")
+        workspace.drop("fine.png", png_bytes(2))
+        wait_for((workspace.outbox / "fine.txt").exists, 60, what="the output")
+        assert emulator.stats()["creates"] == 1
+        assert daemon.terminate() == 0
+        (row,) = journal_rows(workspace)
+        assert (row["lost_create_answers"], row["possible_double_charges"]) == (0, 0)

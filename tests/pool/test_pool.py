@@ -35,7 +35,7 @@ class Harness:
         values: dict[str, Any] = dict(
             inbox=root / "inbox", outbox=root / "outbox", quarantine=root / "quarantine",
             archive=root / "archive", on_success="archive", create_options=CreateOptions(),
-            poll_min_interval_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2, max_attempts=3,
+            poll_min_interval_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2, max_attempts=3, ambiguous_creates=1,
             max_in_flight=32, queue_size=10_000, task_timeout_s=120.0,
         )
         values.update(settings)
