@@ -37,6 +37,8 @@ __all__ = ["Outcome", "serve", "pool_settings"]
 log = structlog.get_logger("ocr_watch.daemon")
 
 SHUTDOWN_GRACE_S = 20.0
+# In state_dir: the reports of files moved back from quarantine to be run again.
+RETIRED_REPORTS = "retired-reports"
 EXIT_OK, EXIT_QUARANTINED, EXIT_ACCOUNT, EXIT_UNFINISHED = 0, 1, 3, 75
 
 
@@ -84,6 +86,7 @@ def pool_settings(config: cfgmod.Config, url: str | None = None) -> PoolSettings
         backoff_initial_s=config.retry.backoff_initial_seconds,
         backoff_max_s=config.retry.backoff_max_seconds,
         callback_fallback_s=config.callback.fallback_seconds if url else None,
+        retired_reports=config.state_dir / RETIRED_REPORTS,
     )
 
 

@@ -31,7 +31,7 @@ from .states import TERMINAL, FileState, check_transition
 
 __all__ = ["Journal", "Row"]
 
-_SCHEMA_VERSION = 5
+_SCHEMA_VERSION = 6
 
 _SCHEMA_V1 = """
 CREATE TABLE files (
@@ -84,6 +84,8 @@ _MIGRATIONS = {
     # read them.
     5: "ALTER TABLE files ADD COLUMN lost_create_answers INTEGER NOT NULL DEFAULT 0;"
        "ALTER TABLE files ADD COLUMN possible_double_charges INTEGER NOT NULL DEFAULT 0;",
+    # A file moved back from quarantine is found by its inode (see quarantined_as).
+    6: "CREATE INDEX files_inode ON files(inode);",
 }
 
 # Owner-only: the journal holds pre-signed links to every result.
@@ -263,16 +265,31 @@ class Journal:
         return rows[0] if rows else None
 
     def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int]) -> Row | None:
-        """A finished row for this very file (same path, size, mtime, inode), if any.
+        """A finished row for this very file (same path, size, mtime, inode) that left it in
+        the inbox, if any.
 
-        It stops a source left in the inbox (`on_success: keep`, or an archive move that
-        failed) from being processed and paid for again at every rescan.
+        It stops a source left in the inbox (`on_success: keep`, an archive move that failed,
+        a file that could not be put in quarantine) from being processed and paid for again
+        at every rescan. A file moved to quarantine and moved back by a person (`mv` keeps
+        its stamp) is not such a file: that is the documented way to run it again.
         """
         size, mtime_ns, inode = stamp
         rows = self._select(
-            "rel = ? AND size = ? AND mtime_ns = ? AND inode = ? AND state IN ('done', 'quarantined')"
+            "rel = ? AND size = ? AND mtime_ns = ? AND inode = ?"
+            " AND (state = 'done' OR (state = 'quarantined' AND final_path IS NULL))"
             " ORDER BY id DESC LIMIT 1",
             (rel, size, mtime_ns, inode),
+        )
+        return rows[0] if rows else None
+
+    def quarantined_as(self, stamp: tuple[int, int, int], sha256: str | None, *, exclude_id: int) -> Row | None:
+        """The latest row that put this very file (same size and mtime, and same inode or
+        content) in quarantine: it is back in the inbox to be run again."""
+        size, mtime_ns, inode = stamp
+        rows = self._select(
+            "(inode = ? OR sha256 = ?) AND size = ? AND mtime_ns = ? AND state = 'quarantined'"
+            " AND final_path IS NOT NULL AND id != ? ORDER BY id DESC LIMIT 1",
+            (inode, sha256, size, mtime_ns, exclude_id),
         )
         return rows[0] if rows else None
 

@@ -49,6 +49,7 @@ from ocr_watch.intake.source import NotRegularFile, SourceChanged, stamp_and_has
 from ocr_watch.journal import FileState, Journal, Row
 from ocr_watch.results.fsops import copy_mode
 from ocr_watch.results.naming import output_candidates
+from ocr_watch.results.quarantine import retire_report
 
 from .account import AccountGate
 from .endings import Endings
@@ -331,6 +332,7 @@ class Pool:
                 await self._quarantine(row, "intake", _replaced(exc))
                 return
             log.debug("file_hashed", file=row.rel, sha256=digest, size=current.size)
+            await self._retire_report(row, current.key, digest)
             if current.key != row.stamp:
                 # Rewritten since it was admitted: admit it again as what it is now.
                 row = self.journal.update(
@@ -356,6 +358,17 @@ class Pool:
         except Exception as exc:  # a bug or a disk error: say so, keep the file safe in quarantine
             log.exception("file_crashed", row_id=row_id)
             await self._quarantine(self.journal.get(row_id), "internal", f"ocr-watch failed: {exc!r}")
+
+    async def _retire_report(self, row: Row, key: tuple[int, int, int], digest: str) -> None:
+        """A file back from quarantine (moved into the inbox to run again): its old report
+        leaves the quarantine folder, which then shows only current failures."""
+        into = self.settings.retired_reports
+        old = self.journal.quarantined_as(key, digest, exclude_id=row.id)
+        if into is None or old is None or old.final_path is None:
+            return
+        moved = await asyncio.to_thread(retire_report, Path(old.final_path), into)
+        if moved is not None:
+            log.info("quarantine_report_retired", file=row.rel, was=old.final_path, report_to=str(moved))
 
     async def _share_or_reuse(self, row: Row) -> bool:
         sha = row.sha256

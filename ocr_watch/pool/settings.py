@@ -33,6 +33,9 @@ class PoolSettings:
     # called back is queried anyway. None: callbacks are off.
     callback_fallback_s: float | None = None
     poll_max_interval_s: float = 30.0
+    # Where the reports of files moved back from quarantine go (out of the quarantine folder);
+    # None: left where they are.
+    retired_reports: Path | None = None
     # A result URL is valid for an hour; reuse one for identical content only well inside that.
     result_reuse_s: float = 45 * 60.0
 

@@ -25,7 +25,7 @@ from ocr_watch.names import readable
 from ocr_watch.results.fsops import atomic_write_bytes, move_no_clobber
 from ocr_watch.results.naming import NAME_MAX, fit_name, sibling_candidates
 
-__all__ = ["FailureReport", "quarantine_file", "report_path_for", "REPORT_SUFFIX"]
+__all__ = ["FailureReport", "quarantine_file", "report_path_for", "retire_report", "REPORT_SUFFIX"]
 
 REPORT_SUFFIX = ".error.json"
 REPORT_SCHEMA = 1
@@ -154,3 +154,16 @@ def _is_our_report(path: Path, report: FailureReport) -> bool:
         return False
     return (isinstance(data, dict) and data.get("source") == readable(report.source)
             and data.get("first_seen_unix") == report.first_seen)
+
+
+def retire_report(quarantined: Path, into: Path) -> Path | None:
+    """Move the report of a file that left quarantine (to be run again) out of the quarantine
+    folder into `into`, so quarantine shows only current failures; where it went, or None if
+    there was no report (already retired)."""
+    report = report_path_for(quarantined)
+    if not report.exists():
+        return None
+    try:
+        return move_no_clobber(report, into / report.name)
+    except FileNotFoundError:
+        return None

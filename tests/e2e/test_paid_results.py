@@ -108,3 +108,28 @@ class TestLostCreateAnswers:
         assert daemon.terminate() == 0
         (row,) = journal_rows(workspace)
         assert (row["lost_create_answers"], row["possible_double_charges"]) == (0, 0)
+
+
+class TestRetryFromQuarantine:
+    def test_a_file_moved_back_from_quarantine_is_processed_and_its_old_report_leaves(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+    ) -> None:
+        """`mv` keeps size, mtime and inode: it used to be taken for a file already finished."""
+        import os
+
+        emulator.add_fault("state", count=1, state=-5)  # the first task fails
+        daemon = daemon_factory(workspace.write_config(state_dir="state")).start()
+        daemon.wait_event("watching")
+        data = png_bytes(3)
+        workspace.drop("sub/retry.png", data)
+        quarantined = workspace.quarantine / "sub" / "retry.png"
+        wait_for(lambda: quarantined.exists() and Path(f"{quarantined}.error.json").exists(), 60,
+                 what="first quarantined")
+        os.rename(quarantined, workspace.inbox / "sub" / "retry.png")  # the README's way to retry
+        wait_for((workspace.outbox / "sub" / "retry.txt").exists, 60, what="processed again")
+        assert (workspace.outbox / "sub" / "retry.txt").read_bytes() == render_result(sha256(data), "retry.png", "txt")
+        wait_for(lambda: workspace.files(workspace.quarantine) == [], 30, what="no stale report in quarantine")
+        retired = workspace.root / "state" / "retired-reports" / "retry.png.error.json"
+        assert json.loads(retired.read_text())["source"] == "sub/retry.png"
+        assert emulator.stats()["creates"] == 2
+        assert daemon.terminate() == 0
