@@ -87,7 +87,7 @@ def unprivileged(tmp_path: Path) -> Iterator[Callable[..., UnprivilegedDaemon]]:
 
 def journal_rows(workspace: Workspace) -> dict[str, dict[str, Any]]:
     """The journal as the daemon wrote it, read-only: rel -> latest row."""
-    path = workspace.root / ".ocr-watch" / "journal.sqlite3"
+    path = workspace.root / ".ocr-watch" / "inbox" / "journal.sqlite3"  # the default state_dir
     if not path.exists():
         return {}
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
