@@ -133,3 +133,30 @@ class TestRetryFromQuarantine:
         assert json.loads(retired.read_text())["source"] == "sub/retry.png"
         assert emulator.stats()["creates"] == 2
         assert daemon.terminate() == 0
+
+
+class TestAccountComesBack:
+    def test_a_refused_key_that_becomes_good_resumes_within_30_s_with_few_probes(
+        self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
+    ) -> None:
+        """No restart: a probe every 15 s, so at most a few calls a minute while refused."""
+        import time
+
+        from tests.conftest import EMU_KEY
+
+        emulator.update(api_keys=("some-other-key",))
+        daemon = daemon_factory(workspace.write_config()).start()
+        daemon.wait_event("watching")
+        for n in range(3):
+            workspace.drop(f"wait{n}.png", png_bytes(n))
+        daemon.wait_event("account_problem", 30)
+        time.sleep(20)  # the scenario: the account stays refused for a while
+        refused_calls = emulator.stats()["create_requests"] + emulator.stats().get("queries", 0)
+        assert refused_calls <= 3, f"{refused_calls} calls in the first 20 s refused"
+        emulator.update(api_keys=(EMU_KEY,))
+        fixed_at = time.monotonic()
+        wait_for(lambda: len(workspace.files(workspace.outbox)) == 3, 40, what="all three done")
+        assert time.monotonic() - fixed_at <= 30
+        assert workspace.files(workspace.quarantine) == []
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        assert daemon.terminate() == 0
