@@ -24,6 +24,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ocr_watch.names import readable
+from ocr_watch.statusline import StatusLine
 
 __all__ = ["Redactor", "configure", "StdlibHandler"]
 
@@ -58,14 +59,14 @@ class Redactor:
 class StdlibHandler(logging.Handler):
     """The root handler: renders a stdlib record with the structlog processors, one line each.
 
-    It writes through a structlog `PrintLogger` on the same stream, whose per-stream lock is
-    the one our own events take, so a library line and ours never interleave mid-line.
+    It writes through the same `StatusLine` as our own events, whose lock orders every line,
+    so a library line and ours never interleave mid-line, nor land on a progress bar.
     """
 
-    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
+    def __init__(self, out: StatusLine, formatter: logging.Formatter) -> None:
         super().__init__()
         self.setFormatter(formatter)
-        self._out = structlog.PrintLogger(file=stream)
+        self._out = out
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -75,11 +76,15 @@ class StdlibHandler(logging.Handler):
 
 
 def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | None = None,
-              stream: TextIO | None = None) -> None:
-    """Configure structlog for this process; `json=None` picks by whether stderr is a TTY."""
-    stream = stream or sys.stderr
+              stream: TextIO | None = None) -> StatusLine:
+    """Configure structlog for this process; `json=None` picks by whether stderr is a TTY.
+
+    Returns the `StatusLine` every line is written through: a progress bar drawn with it
+    stays below the log lines.
+    """
+    out = StatusLine(stream or sys.stderr)
     if json is None:
-        json = not stream.isatty()
+        json = not out.isatty()
     redactor = Redactor(secrets)
     renderer: Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
@@ -98,7 +103,7 @@ def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | 
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=lambda *_: out,
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -108,10 +113,11 @@ def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
         root.removeHandler(old)  # configured again (tests): one root handler of ours
-    root.addHandler(StdlibHandler(stream, formatter))
+    root.addHandler(StdlibHandler(out, formatter))
     root.setLevel(numeric_level)
     logging.captureWarnings(True)  # `warnings.warn` becomes a record of the `py.warnings` logger
     threading.excepthook = _log_thread_crash
+    return out
 
 
 def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
