@@ -7,13 +7,18 @@ exception text or a URL that some code put into an event by mistake. A file name
 UTF-8 is shown with its odd bytes as `\\xNN` (`names.readable`), in every field.
 
 Libraries log through the standard `logging` module (watchdog, asyncio); their records, the
-`warnings` module's and a thread's uncaught exception take the same road, so that every line
-on stderr is rendered alike (JSON for the journal) and redacted, with a `logger` field
-naming where a library record came from.
+`warnings` module's, a thread's uncaught exception and an exception Python could not raise
+(`sys.unraisablehook`) take the same road, so that every line on stderr is rendered alike
+(JSON for the journal) and redacted, with a `logger` field naming where a library record
+came from. A library record whose message cannot be built is still such a line.
+
+Every line is written through one `StatusLine`, so that on a terminal `once`'s progress bar
+stays below the log lines.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -70,9 +75,31 @@ class StdlibHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._out.msg(self.format(record))
+            self._out.msg(self._render(record))
         except Exception:
             self.handleError(record)
+
+    def _render(self, record: logging.LogRecord) -> str:
+        """The record's line. One whose message cannot be built (a library's format string and
+        arguments that do not fit) is still a line, its parts shown as they are and redacted:
+        `logging` itself would print a bare traceback with the arguments (a key, say)."""
+        try:
+            return self.format(record)
+        except Exception as exc:
+            error = exc
+        try:
+            text = f"{record.msg} % {record.args!r} (not formattable: {error!r})"
+        except Exception:
+            text = f"a log record that cannot be shown ({type(error).__name__})"
+        return self.format(logging.makeLogRecord({**record.__dict__, "msg": text, "args": None}))
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's naming
+        """A line that cannot be written has nowhere to go: never `logging`'s bare traceback on
+        stderr, which names the record's arguments unredacted. One fixed line, if it can be."""
+        try:
+            self._out.msg(json.dumps({"event": "log_record_lost", "logger": record.name, "level": "error"}))
+        except Exception:
+            pass
 
 
 def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | None = None,
@@ -117,6 +144,7 @@ def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | 
     root.setLevel(numeric_level)
     logging.captureWarnings(True)  # `warnings.warn` becomes a record of the `py.warnings` logger
     threading.excepthook = _log_thread_crash
+    sys.unraisablehook = _log_unraisable
     return out
 
 
@@ -128,3 +156,18 @@ def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
     structlog.get_logger("ocr_watch").error(
         "thread_crashed", thread=name,
         exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
+
+
+def _log_unraisable(args: sys.UnraisableHookArgs) -> None:
+    """An exception Python cannot raise (in a `__del__`, a finalizer, a callback at shutdown):
+    an event, not the bare `Exception ignored in` text, which is neither JSON nor redacted."""
+    try:
+        shown = None if args.object is None else repr(args.object)
+    except Exception:
+        shown = f"<{type(args.object).__name__} object>"
+    exc_info: Any = False
+    if args.exc_value is not None:
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    structlog.get_logger("ocr_watch").error(
+        "exception_ignored", message=args.err_msg or "Exception ignored in", object=shown,
+        error=args.exc_type.__name__, exc_info=exc_info)

@@ -3,15 +3,22 @@ log lines; elsewhere every line is JSON; nowhere a key."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import pty
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Workspace, png_bytes
+from ocr_watch.api.callbacks import callback_token
+from tests.conftest import EMU_KEY, wait_for
+from tests.e2e.conftest import Daemon, Workspace, free_port, png_bytes
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -92,3 +99,91 @@ def test_on_a_terminal_log_lines_print_above_the_progress_bar_never_on_it(worksp
     # Each bar drawn was cleared before a log line took its place: one is left, the final one, last.
     assert lines[-1] == "" and bars == [lines[-2]]
     assert bars[0] == "[" + "#" * 30 + "] 4/4 finished: 4 done, 0 quarantined, 0 in flight"
+
+
+def json_lines(stderr: bytes) -> list[dict[str, Any]]:
+    """Every line of ``stderr`` as a JSON object; the lines that are not, in the failure."""
+    events, bad = [], []
+    for line in stderr.decode(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            event = None
+        if isinstance(event, dict):
+            events.append(event)
+        else:
+            bad.append(line)
+    assert bad == [], "lines on stderr that are not JSON objects"
+    return events
+
+
+# A library that logs badly, inside the real daemon: once logging is configured, a record whose
+# arguments (the key among them) do not fit its format, and an exception in a `__del__`.
+MISBEHAVING_LIBRARY = """
+import logging, runpy, sys
+from ocr_watch import logs
+configure = logs.configure
+def configured(*args, **kwargs):
+    out = configure(*args, **kwargs)
+    logging.getLogger("somelib").warning("connecting with %s to %s", KEY)
+    class Handle:
+        def __del__(self):
+            raise OSError("closing a handle with " + KEY)
+    Handle()
+    return out
+logs.configure = configured
+KEY = sys.argv.pop()
+sys.argv[0] = "ocr-watch"
+runpy.run_module("ocr_watch", run_name="__main__")
+"""
+
+
+def test_every_stderr_line_of_a_run_with_library_warnings_is_json_without_the_key(workspace: Workspace) -> None:
+    """asyncio's debug mode and `-X dev` make the libraries talk (asyncio's records, resource
+    warnings); a library record that cannot be formatted and an exception Python cannot raise
+    are JSON lines too, redacted, where `logging` and Python would print bare text with the key."""
+    workspace.write_config(log_level="debug")
+    workspace.drop("a.png", png_bytes(1))
+    workspace.drop("bad.png", b"not an image")
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", MISBEHAVING_LIBRARY, "once", "--config", str(workspace.config_path),
+         EMU_KEY], capture_output=True, timeout=60, env={**os.environ, "PYTHONASYNCIODEBUG": "1"})
+    assert result.returncode == 1, result.stderr[-3000:]  # bad.png went to quarantine
+    events = json_lines(result.stderr)
+    assert EMU_KEY.encode() not in result.stderr
+    assert [e for e in events if e.get("logger") == "asyncio"], "asyncio's debug records"
+    (odd,) = [e for e in events if e.get("logger") == "somelib"]
+    assert odd["level"] == "warning" and odd["event"].startswith("connecting with %s to %s % ('***',)")
+    (ignored,) = [e for e in events if e["event"] == "exception_ignored"]
+    assert "OSError: closing a handle with ***" in ignored["exception"]
+    assert {e["event"] for e in events} >= {"file_done", "file_quarantined"}
+
+
+def test_a_flood_of_refused_callbacks_costs_the_daemons_log_a_line_or_two(
+    workspace: Workspace, daemon_factory: Callable[[Path], Daemon],
+) -> None:
+    """300 POSTs with a wrong token at a real `ocr-watch run`: one `callback_refused` line at
+    once, the rest counted and logged at the stop; every line JSON, no key, no token."""
+    port = free_port()
+    daemon = daemon_factory(workspace.write_config(callback={
+        "url": f"http://127.0.0.1:{port}/cb", "listen": f"127.0.0.1:{port}", "fallback_seconds": 30})).start()
+    daemon.wait_event("callbacks_listening", 60)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for n in range(300):
+            conn.request("POST", "/cb?ocrw=guess" + str(n), body=b'{"status": 200, "data": {"task_id": "x"}}')
+            response = conn.getresponse()
+            assert response.status == 403
+            response.read()
+    finally:
+        conn.close()
+    workspace.drop("after.png", png_bytes(3))
+    wait_for(lambda: (workspace.outbox / "after.txt").exists(), 60, what="a file done after the flood")
+    assert daemon.terminate() == 0
+    log = daemon.log_path.read_bytes()
+    events = json_lines(log)
+    assert EMU_KEY.encode() not in log and callback_token(EMU_KEY).encode() not in log
+    refused = [e for e in events if e["event"] == "callback_refused"]
+    assert {e["reason"] for e in refused} == {"missing or wrong token"}
+    assert refused[0]["count"] == 1 and 2 <= len(refused) <= 3
+    assert sum(e["count"] for e in refused) == 300
