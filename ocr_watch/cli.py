@@ -29,6 +29,7 @@ from ocr_watch import logs, runlock
 from ocr_watch.api.callbacks import callback_token
 from ocr_watch.journal import JournalError
 from ocr_watch.progress import ProgressLine
+from ocr_watch.statusline import StatusLine
 
 __all__ = ["main"]
 
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = [config.api.key.reveal()] + ([config.ocr.password.reveal()] if config.ocr.password else [])
     if config.callback.url:
         secrets.append(callback_token(config.api.key.reveal()))
-    logs.configure(config.log_level, secrets=secrets)
+    out = logs.configure(config.log_level, secrets=secrets)
     # Before the journal is opened: one daemon per state_dir and per inbox.
     try:
         lock = runlock.acquire(config.state_dir, config.folders.inbox)
@@ -127,11 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         structlog.get_logger("ocr_watch").exception("internal_error")
         return EXIT_INTERNAL
     with lock:
-        return _serve(args.command == "once", config, getattr(args, "timeout", None))
+        return _serve(args.command == "once", config, getattr(args, "timeout", None), out)
 
 
-def _serve(once: bool, config: cfgmod.Config, timeout_s: float | None = None) -> int:
-    """Run the daemon, the locks held; the exit code."""
+def _serve(once: bool, config: cfgmod.Config, timeout_s: float | None = None,
+           out: StatusLine | None = None) -> int:
+    """Run the daemon, the locks held; the exit code. ``out``: where log lines go, the progress
+    bar drawn below them when it is a terminal."""
     try:
         runlock.claim_state_dir(config.state_dir, config.folders.inbox)
     except cfgmod.ConfigError as exc:
@@ -144,7 +147,7 @@ def _serve(once: bool, config: cfgmod.Config, timeout_s: float | None = None) ->
                  "configuration to make that explicit (the default is now a folder per inbox inside it)")
     from ocr_watch.daemon import serve
 
-    progress = ProgressLine(sys.stderr) if once and sys.stderr.isatty() else None
+    progress = ProgressLine(out) if once and out is not None and out.isatty() else None
     try:
         outcome = asyncio.run(serve(config, once=once, on_progress=progress.update if progress else None,
                                     timeout_s=timeout_s))

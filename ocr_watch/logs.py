@@ -7,13 +7,18 @@ exception text or a URL that some code put into an event by mistake. A file name
 UTF-8 is shown with its odd bytes as `\\xNN` (`names.readable`), in every field.
 
 Libraries log through the standard `logging` module (watchdog, asyncio); their records, the
-`warnings` module's and a thread's uncaught exception take the same road, so that every line
-on stderr is rendered alike (JSON for the journal) and redacted, with a `logger` field
-naming where a library record came from.
+`warnings` module's, a thread's uncaught exception and an exception Python could not raise
+(`sys.unraisablehook`) take the same road, so that every line on stderr is rendered alike
+(JSON for the journal) and redacted, with a `logger` field naming where a library record
+came from. A library record whose message cannot be built is still such a line.
+
+Every line is written through one `StatusLine`, so that on a terminal `once`'s progress bar
+stays below the log lines.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -24,6 +29,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ocr_watch.names import readable
+from ocr_watch.statusline import StatusLine
 
 __all__ = ["Redactor", "configure", "StdlibHandler"]
 
@@ -58,28 +64,54 @@ class Redactor:
 class StdlibHandler(logging.Handler):
     """The root handler: renders a stdlib record with the structlog processors, one line each.
 
-    It writes through a structlog `PrintLogger` on the same stream, whose per-stream lock is
-    the one our own events take, so a library line and ours never interleave mid-line.
+    It writes through the same `StatusLine` as our own events, whose lock orders every line,
+    so a library line and ours never interleave mid-line, nor land on a progress bar.
     """
 
-    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
+    def __init__(self, out: StatusLine, formatter: logging.Formatter) -> None:
         super().__init__()
         self.setFormatter(formatter)
-        self._out = structlog.PrintLogger(file=stream)
+        self._out = out
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._out.msg(self.format(record))
+            self._out.msg(self._render(record))
         except Exception:
             self.handleError(record)
 
+    def _render(self, record: logging.LogRecord) -> str:
+        """The record's line. One whose message cannot be built (a library's format string and
+        arguments that do not fit) is still a line, its parts shown as they are and redacted:
+        `logging` itself would print a bare traceback with the arguments (a key, say)."""
+        try:
+            return self.format(record)
+        except Exception as exc:
+            error = exc
+        try:
+            text = f"{record.msg} % {record.args!r} (not formattable: {error!r})"
+        except Exception:
+            text = f"a log record that cannot be shown ({type(error).__name__})"
+        return self.format(logging.makeLogRecord({**record.__dict__, "msg": text, "args": None}))
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's naming
+        """A line that cannot be written has nowhere to go: never `logging`'s bare traceback on
+        stderr, which names the record's arguments unredacted. One fixed line, if it can be."""
+        try:
+            self._out.msg(json.dumps({"event": "log_record_lost", "logger": record.name, "level": "error"}))
+        except Exception:
+            pass
+
 
 def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | None = None,
-              stream: TextIO | None = None) -> None:
-    """Configure structlog for this process; `json=None` picks by whether stderr is a TTY."""
-    stream = stream or sys.stderr
+              stream: TextIO | None = None) -> StatusLine:
+    """Configure structlog for this process; `json=None` picks by whether stderr is a TTY.
+
+    Returns the `StatusLine` every line is written through: a progress bar drawn with it
+    stays below the log lines.
+    """
+    out = StatusLine(stream or sys.stderr)
     if json is None:
-        json = not stream.isatty()
+        json = not out.isatty()
     redactor = Redactor(secrets)
     renderer: Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
@@ -98,7 +130,7 @@ def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | 
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=lambda *_: out,
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -108,10 +140,12 @@ def configure(level: str = "info", *, secrets: Iterable[str] = (), json: bool | 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
         root.removeHandler(old)  # configured again (tests): one root handler of ours
-    root.addHandler(StdlibHandler(stream, formatter))
+    root.addHandler(StdlibHandler(out, formatter))
     root.setLevel(numeric_level)
     logging.captureWarnings(True)  # `warnings.warn` becomes a record of the `py.warnings` logger
     threading.excepthook = _log_thread_crash
+    sys.unraisablehook = _log_unraisable
+    return out
 
 
 def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
@@ -122,3 +156,18 @@ def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
     structlog.get_logger("ocr_watch").error(
         "thread_crashed", thread=name,
         exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
+
+
+def _log_unraisable(args: sys.UnraisableHookArgs) -> None:
+    """An exception Python cannot raise (in a `__del__`, a finalizer, a callback at shutdown):
+    an event, not the bare `Exception ignored in` text, which is neither JSON nor redacted."""
+    try:
+        shown = None if args.object is None else repr(args.object)
+    except Exception:
+        shown = f"<{type(args.object).__name__} object>"
+    exc_info: Any = False
+    if args.exc_value is not None:
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    structlog.get_logger("ocr_watch").error(
+        "exception_ignored", message=args.err_msg or "Exception ignored in", object=shown,
+        error=args.exc_type.__name__, exc_info=exc_info)

@@ -1,35 +1,35 @@
-"""A one-line progress bar for `ocr-watch once` on a terminal (never in logs or pipes)."""
+"""A one-line progress bar for `ocr-watch once` on a terminal (never in logs or pipes).
+
+It is drawn through the `StatusLine` every log line goes through, so a log line printed while
+the bar is shown goes above it, never onto the bar's line.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ocr_watch.daemon import Outcome
+    from ocr_watch.statusline import StatusLine
 
 __all__ = ["ProgressLine"]
 
 
 class ProgressLine:
-    """Redraws `[#####.....] 12/40 done, 1 quarantined, 3 in flight` in place."""
+    """Redraws `[#####.....] 12/40 finished: 11 done, 1 quarantined, 3 in flight` in place."""
 
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self._stream = stream
+    def __init__(self, status: StatusLine, width: int = 30) -> None:
+        self._status = status
         self._width = width
-        self._last = ""
 
     def update(self, outcome: Outcome) -> None:
         total = max(outcome.admitted, 1)
         finished = outcome.done + outcome.quarantined
         filled = int(self._width * finished / total)
-        line = (f"[{'#' * filled}{'.' * (self._width - filled)}] {finished}/{outcome.admitted} finished: "
-                f"{outcome.done} done, {outcome.quarantined} quarantined, {outcome.in_flight} in flight")
-        if line != self._last:
-            self._stream.write("\r" + line.ljust(len(self._last)))
-            self._stream.flush()
-            self._last = line
+        self._status.show(
+            f"[{'#' * filled}{'.' * (self._width - filled)}] {finished}/{outcome.admitted} finished: "
+            f"{outcome.done} done, {outcome.quarantined} quarantined, {outcome.in_flight} in flight")
 
     def close(self) -> None:
-        if self._last:
-            self._stream.write("\n")
-            self._stream.flush()
+        """The last bar stays on the screen; what is printed next goes below it."""
+        self._status.end()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -24,13 +25,14 @@ KEY = "sk-live-0123456789abcdef"
 def stream() -> Iterator[io.StringIO]:
     """A JSON-configured stream; the process-wide logging state is put back afterwards."""
     root = logging.getLogger()
-    handlers, level, hook = list(root.handlers), root.level, threading.excepthook
+    handlers, level, hook, unraisable = list(root.handlers), root.level, threading.excepthook, sys.unraisablehook
     out = io.StringIO()
     logs.configure("info", secrets=[KEY], json=True, stream=out)
     yield out
     root.handlers[:] = handlers
     root.setLevel(level)
     threading.excepthook = hook
+    sys.unraisablehook = unraisable
     logging.captureWarnings(False)
     structlog.reset_defaults()
 
@@ -104,3 +106,35 @@ def test_a_non_utf8_file_name_is_shown_with_its_bytes_in_our_events_and_library_
     assert ours["file"] == "scans/bad\\xffname.png" and ours["nested"] == {"paths": ["scans/bad\\xffname.png"]}
     assert theirs["event"] == "cannot watch scans/bad\\xffname.png"
     assert "\\udcff" not in stream.getvalue()
+
+
+def test_a_library_record_whose_arguments_do_not_fit_is_still_one_redacted_json_line(stream: io.StringIO) -> None:
+    """`logging` would print `--- Logging error ---`, a traceback and the arguments, key and
+    all, as bare text on stderr."""
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if isinstance(h, logs.StdlibHandler)]  # not pytest's: it raises
+    logging.getLogger("somelib").warning("sent %s to %s", KEY)
+    logging.getLogger("somelib").warning("then %d", "not a number")
+    first, second = lines(stream)
+    assert first["logger"] == "somelib" and first["level"] == "warning"
+    assert first["event"].startswith("sent %s to %s % ('***',) (not formattable: TypeError(")
+    assert second["event"].startswith("then %d % ('not a number',)")
+    assert KEY not in stream.getvalue()
+
+
+def test_an_exception_python_cannot_raise_is_a_json_line(stream: io.StringIO) -> None:
+    """An exception in a `__del__` or a finalizer goes to `sys.unraisablehook`, which would
+    print `Exception ignored in: ...` as bare text."""
+    logs.configure("info", secrets=[KEY], json=True, stream=stream)  # pytest puts its own hook in per phase
+
+    class Holder:
+        def __del__(self) -> None:
+            raise RuntimeError(f"closing with {KEY}")
+
+    holder = Holder()
+    del holder
+    (event,) = lines(stream)
+    assert event["event"] == "exception_ignored" and event["level"] == "error"
+    assert "Holder.__del__" in event["object"] and event["error"] == "RuntimeError"
+    assert "RuntimeError: closing with ***" in event["exception"]
+    assert KEY not in stream.getvalue()

@@ -19,6 +19,11 @@ bounded (``MAX_CONNECTIONS``), an idle one is dropped after ``READ_TIMEOUT_S``, 
 request is not whole within ``REQUEST_DEADLINE_S`` is dropped too (a sender trickling a byte
 every few seconds would reset the idle timeout for ever): the port faces the internet, and a
 flood of connections, fast or slow, must not cost the daemon its memory or its callbacks.
+
+Refusals are logged at a bounded rate (`_Refusals`): a reason's first at once, then at most a
+line a minute with how many there were, so a flood costs the log a line a minute, not a line
+a request. A refused request's connection is closed (``Connection: close``): its body may be
+unread, and on a kept-alive connection it would be read as the next request.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ MAX_CONNECTIONS = 64
 _BUSY_BODY = b'{"status": 503, "message": "busy"}'
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
          b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
-# At most one warning a minute about connections turned away, with their count.
+# At most one warning a minute per reason for refusing, with the count since the last one.
 _WARN_EVERY_S = 60.0
 
 
@@ -74,6 +79,39 @@ def callback_url(public_url: str, token: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+class _Refusals:
+    """Logs ``callback_refused`` at a bounded rate, per reason: the first at once, then at most
+    one line every ``_WARN_EVERY_S`` with ``count``, the refusals since the last line. The
+    server's threads note refusals; the accepting thread flushes counts that fell due, so a
+    count is logged even when the flood has stopped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+        self._fields: dict[str, dict[str, Any]] = {}
+        self._logged_at: dict[str, float] = {}
+
+    def note(self, reason: str, **fields: Any) -> None:
+        """One refusal for ``reason``; ``fields`` (the peer, say) of the latest are logged."""
+        with self._lock:
+            self._count[reason] = self._count.get(reason, 0) + 1
+            self._fields[reason] = fields
+        self.flush()
+
+    def flush(self, *, all_due: bool = False) -> None:
+        """Log each reason whose line is due (every reason with a count, if ``all_due``)."""
+        now = time.monotonic()
+        due: list[tuple[str, int, dict[str, Any]]] = []
+        with self._lock:
+            for reason, count in self._count.items():
+                last = self._logged_at.get(reason)
+                if count and (all_due or last is None or now - last >= _WARN_EVERY_S):
+                    due.append((reason, count, self._fields[reason]))
+                    self._count[reason], self._logged_at[reason] = 0, now
+        for reason, count, fields in due:
+            log.warning("callback_refused", reason=reason, count=count, **fields)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Not SO_REUSEPORT: a second daemon on the same port must fail to start, not share it.
@@ -83,15 +121,12 @@ class _Server(ThreadingHTTPServer):
         self.token = token
         self.hand_over = hand_over
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._turned_away = 0
-        self._warned_at: float | None = None
+        self.refusals = _Refusals()
         # Each connection reading a request, and when that began. Its serving thread adds and
         # removes it; the accepting thread removes it when overdue, and shuts it down under
         # the lock, before its serving thread can have closed it (and its fd been reused).
         self._reading: dict[socket.socket, float] = {}
         self._reading_lock = threading.Lock()
-        self._dropped = 0
-        self._dropped_warned_at: float | None = None
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -123,8 +158,8 @@ class _Server(ThreadingHTTPServer):
 
     def service_actions(self) -> None:
         """On the accepting thread, at least every poll_interval: drop connections whose
-        request is overdue. A shutdown makes their blocked read see the end, so their
-        threads finish and give back their slots."""
+        request is overdue (a shutdown makes their blocked read see the end, so their
+        threads finish and give back their slots), and log refusal counts that fell due."""
         now = time.monotonic()
         with self._reading_lock:
             late = [conn for conn, since in self._reading.items() if now - since > REQUEST_DEADLINE_S]
@@ -134,12 +169,9 @@ class _Server(ThreadingHTTPServer):
                     conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass  # the peer is gone already
-        if late:
-            self._dropped += len(late)
-            if self._dropped_warned_at is None or now - self._dropped_warned_at >= _WARN_EVERY_S:
-                log.warning("callback_refused", reason=f"request not whole within {REQUEST_DEADLINE_S:g} s",
-                            dropped=self._dropped)
-                self._dropped, self._dropped_warned_at = 0, now
+        for _ in late:
+            self.refusals.note(f"request not whole within {REQUEST_DEADLINE_S:g} s")
+        self.refusals.flush()
 
     def _turn_away(self, request: socket.socket, client_address: Any) -> None:
         # On the accepting thread: a short timeout, so a peer that reads nothing cannot hold it.
@@ -149,12 +181,7 @@ class _Server(ThreadingHTTPServer):
         except OSError:
             pass
         self.shutdown_request(request)
-        self._turned_away += 1
-        now = time.monotonic()
-        if self._warned_at is None or now - self._warned_at >= _WARN_EVERY_S:
-            log.warning("callback_refused", reason=f"over {MAX_CONNECTIONS} connections open",
-                        turned_away=self._turned_away, peer=str(client_address[0]))
-            self._turned_away, self._warned_at = 0, now
+        self.refusals.note(f"over {MAX_CONNECTIONS} connections open", peer=str(client_address[0]))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """socketserver would print a traceback to stderr; a log line, redacted, instead."""
@@ -167,8 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = READ_TIMEOUT_S
     server_version = "ocr-watch"
     sys_version = ""
+    _body_read = False  # this request's body: read already?
 
     def handle_one_request(self) -> None:
+        self._body_read = False
         self.server.reading(self.connection, time.monotonic())
         try:
             super().handle_one_request()
@@ -178,21 +207,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         given = parse_qs(urlsplit(self.path).query).get(TOKEN_PARAM, [""])[0]
         if not hmac.compare_digest(given.encode(), self.server.token.encode()):
-            log.warning("callback_refused", reason="missing or wrong token", peer=self.client_address[0])
-            self._answer(403, "forbidden")
+            self._refuse(403, "forbidden", reason="missing or wrong token")
             return
         length = self.headers.get("Content-Length", "")
         if not length.isdigit():
-            self._answer(411, "a Content-Length is required", close=True)
+            self._answer(411, "a Content-Length is required")
             return
         if int(length) > MAX_BODY_BYTES:
-            log.warning("callback_refused", reason=f"body of {length} bytes", peer=self.client_address[0])
-            self._answer(413, "too large", close=True)
+            self._refuse(413, "too large", reason=f"body over {MAX_BODY_BYTES} bytes", size=int(length))
             return
-        task = _read_task(self.rfile.read(int(length)))
+        body = self.rfile.read(int(length))
+        self._body_read = True
+        task = _read_task(body)
         if task is None:
-            log.warning("callback_refused", reason="not a task envelope", peer=self.client_address[0])
-            self._answer(400, "not a task envelope")
+            self._refuse(400, "not a task envelope", reason="not a task envelope")
             return
         self.server.hand_over(task)
         self._answer(200, "success")
@@ -202,8 +230,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
 
-    def _answer(self, status: int, message: str, *, close: bool = False) -> None:
+    def _refuse(self, status: int, message: str, *, reason: str, **fields: Any) -> None:
+        self.server.refusals.note(reason, peer=str(self.client_address[0]), **fields)
+        self._answer(status, message)
+
+    def _answer(self, status: int, message: str) -> None:
+        """Answer; anything but a success also closes the connection (its body may be unread,
+        and a kept-alive connection would read it as the next request)."""
         body = json.dumps({"status": status, "message": message}).encode()
+        close = status != 200
+        if close:
+            self._discard_body()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -213,6 +250,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _discard_body(self) -> None:
+        """Read and drop a small unread body before closing: a close with unread bytes resets
+        the connection, and the sender might lose the answer. A large or unannounced one is
+        left (the sender then may see a reset, which is its own doing); the read counts
+        towards the request deadline."""
+        length = self.headers.get("Content-Length", "")
+        if not self._body_read and length.isdigit() and int(length) <= MAX_BODY_BYTES:
+            self._body_read = True
+            self.rfile.read(int(length))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Silenced: the request line holds the token."""
@@ -264,6 +311,7 @@ class CallbackReceiver:
             return
         self._server.shutdown()
         self._server.server_close()
+        self._server.refusals.flush(all_due=True)  # counts not logged yet are not lost
         if self._thread is not None:
             self._thread.join(5.0)
         self._server = self._thread = None

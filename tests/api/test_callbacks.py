@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 
 from ocr_watch.api import Task
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
@@ -250,3 +252,65 @@ def test_senders_that_trickle_lose_their_slots_at_the_request_deadline(
         logged(capfd, "request not whole within 1 s")
     finally:
         running.close()
+
+
+def refused(logs: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "callback_refused" and e.get("reason") == reason]
+
+
+def test_a_flood_of_refused_callbacks_is_logged_at_a_bounded_rate_with_a_count(
+        running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 POSTs with a wrong token from one client: the first refusal is a line at once, the
+    rest are counted into at most one line per interval (1 s here, a minute in the daemon)."""
+    import time
+
+    import ocr_watch.api.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "_WARN_EVERY_S", 1.0)
+    with structlog.testing.capture_logs() as logs:
+        conn = http.client.HTTPConnection(*running.receiver.address, timeout=10)
+        started = time.monotonic()
+        try:
+            for _ in range(1000):  # http.client opens a new connection when the server closed one
+                conn.request("POST", path_with("not-the-token"), body=envelope())
+                response = conn.getresponse()
+                assert response.status == 403 and response.getheader("Connection") == "close"
+                response.read()
+        finally:
+            conn.close()
+        took = time.monotonic() - started
+        wait_for(lambda: sum(e["count"] for e in refused(logs, "missing or wrong token")) == 1000, 10,
+                 what="every refusal counted in the log")
+        lines = refused(logs, "missing or wrong token")
+    assert lines[0]["count"] == 1 and lines[0]["peer"] == "127.0.0.1"
+    assert len(lines) <= 2 + took / 1.0, f"{len(lines)} lines for {took:.1f} s of refusals"
+    assert TOKEN not in repr(logs)
+    running.sync()
+    assert running.delivered == []
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_refused_requests_body_is_never_read_as_a_request(running: Running, method: str) -> None:
+    """HTTP/1.1 keeps a connection open for the next request; a refusal answers before reading
+    the body, so the body must not be taken for the next request: the server says
+    `Connection: close`, closes, and answers once."""
+    import socket
+
+    inner = (f"POST {path_with(TOKEN)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             f"Content-Length: {len(envelope('t-smuggled'))}\r\n\r\n").encode() + envelope("t-smuggled")
+    outer = (f"{method} {path_with('wrong')} HTTP/1.1\r\nHost: x\r\n"
+             f"Content-Length: {len(inner)}\r\n\r\n").encode() + inner
+    with structlog.testing.capture_logs() as logs, \
+            socket.create_connection(running.receiver.address, timeout=5) as sock:
+        sock.sendall(outer)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pytest.fail(f"the server kept the connection open after refusing; it answered {answer!r}")
+        running.sync()
+    assert answer.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in answer
+    assert answer.startswith(b"HTTP/1.1 403 " if method == "POST" else b"HTTP/1.1 405 ")
+    assert running.delivered == []
+    assert len([e for e in logs if e["event"] == "callback_refused"]) == (1 if method == "POST" else 0)

@@ -76,7 +76,7 @@ def test_once_draws_a_progress_bar_on_a_terminal(workspace: Workspace) -> None:
             os.close(follower)
         os.close(leader)
     assert result.returncode == 0
-    assert b"\r[" in screen and b"2/2 finished: 2 done, 0 quarantined" in screen
+    assert b"\r\x1b[K[" in screen and b"2/2 finished: 2 done, 0 quarantined" in screen
 
 
 def test_once_with_a_timeout_and_the_service_down_exits_75_within_seconds(workspace: Workspace) -> None:
