@@ -8,17 +8,22 @@
     3  once: the account was refused (bad key, no credits); files were left in the inbox
    70  an internal error (logged, with the key redacted), e.g. the inbox watcher's thread died
        (`watcher_died`): systemd's Restart=on-failure starts it again
-   75  once: stopped by --timeout or a signal with files unfinished (resumable: every task is in
-       the journal); or run/once: another ocr-watch holds this state_dir or inbox (its pid is named); not started.
+   75  run/once: another ocr-watch holds this state_dir or inbox (its pid is named); not started.
        Temporary by design: systemd's Restart=on-failure retries it, so a restart that overlaps
-       the old process's exit is not fatal
+       the old process's exit is not fatal. once: stopped by --timeout or a signal with files
+       unfinished (resumable: every task is in the journal)
+
+A refusal to start is one line on stderr per problem: plain words on a terminal, a JSON event
+(`config_error`, `already_running`, `journal_refused`) otherwise, like every other line there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,7 +101,19 @@ def _check_config(config: cfgmod.Config) -> int:
 
 def _print_problems(exc: cfgmod.ConfigError) -> None:
     for problem in exc.problems:
-        print(f"ocr-watch: config error: {problem}", file=sys.stderr)
+        _refuse("config_error", f"config error: {problem}")
+
+
+def _refuse(event: str, message: str) -> None:
+    """One line on stderr for a refusal to start: plain words on a terminal, a JSON event
+    otherwise (journald, a pipe), like every other line the daemon writes there. Written
+    directly: logging may not be configured yet, and none of these messages holds a secret."""
+    if sys.stderr.isatty():
+        print(f"ocr-watch: {message}", file=sys.stderr)
+        return
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    print(json.dumps({"event": event, "level": "error", "message": message, "timestamp": stamp}),
+          file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lock = runlock.acquire(config.state_dir, config.folders.inbox)
     except runlock.Busy as exc:
-        print(f"ocr-watch: {exc}; not starting", file=sys.stderr)
+        _refuse("already_running", f"{exc}; not starting")
         return EXIT_BUSY
     except cfgmod.ConfigError as exc:
         _print_problems(exc)
@@ -155,7 +172,7 @@ def _serve(once: bool, config: cfgmod.Config, timeout_s: float | None = None,
         _print_problems(exc)
         return EXIT_CONFIG
     except JournalError as exc:
-        print(f"ocr-watch: {exc}", file=sys.stderr)
+        _refuse("journal_refused", str(exc))
         return EXIT_CONFIG
     except Exception:
         structlog.get_logger("ocr_watch").exception("internal_error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,7 +38,7 @@ class TestJournalTrust:
         journal.write_bytes(b"")  # emptied, as a careless restore or a full disk leaves it
         second = run_cli("run", "--config", str(config))
         assert second.returncode == 2
-        (line,) = [ln for ln in second.stderr.splitlines() if ln.startswith("ocr-watch:")]
+        (line,) = [json.loads(ln)["message"] for ln in second.stderr.splitlines() if "journal_refused" in ln]
         assert str(journal) in line and "is empty" in line and "journal.sqlite3.id" in line
         assert emulator.stats()["create_requests"] == 3, "the kept files were not uploaded again"
 
@@ -48,7 +49,7 @@ class TestJournalTrust:
         journal.write_bytes(b"garbage " * 512)
         result = run_cli("once", "--config", str(config))
         assert result.returncode == 2
-        (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("ocr-watch:")]
+        (line,) = [json.loads(ln)["message"] for ln in result.stderr.splitlines() if "journal_refused" in ln]
         assert str(journal) in line and "not a database" in line and "backup" in line
 
 

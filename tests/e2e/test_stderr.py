@@ -187,3 +187,15 @@ def test_a_flood_of_refused_callbacks_costs_the_daemons_log_a_line_or_two(
     assert {e["reason"] for e in refused} == {"missing or wrong token"}
     assert refused[0]["count"] == 1 and 2 <= len(refused) <= 3
     assert sum(e["count"] for e in refused) == 300
+
+
+def test_a_refusal_to_start_is_a_json_line_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    """Config errors come before logging is set up; they are JSON all the same."""
+    config = tmp_path / "config.yaml"
+    config.write_text("folders: {inbox: in, outbox: out, quarantine: q}\napi: {key: abcdefgh, requests_per_second: x}\n")
+    result = subprocess.run([sys.executable, "-m", "ocr_watch", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [e["event"] for e in events] == ["config_error"]
+    assert "api.requests_per_second" in events[0]["message"] and "abcdefgh" not in result.stderr
