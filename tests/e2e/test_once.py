@@ -97,13 +97,11 @@ def test_once_with_a_timeout_and_the_service_down_exits_75_within_seconds(worksp
 def test_once_stopped_by_sigterm_with_files_left_exits_75_and_the_next_run_finishes(
     workspace: Workspace, emulator: Emulator
 ) -> None:
-    emulator.update(processing_seconds=30)
     workspace.write_config()
-    workspace.drop("long.png", png_bytes(1))
+    workspace.drop("long__seconds_4__.png", png_bytes(1))  # the emulator takes 4 s over this one
     assert _once_until_created_then_sigterm(workspace) == 75
-    emulator.update(processing_seconds=0.2)
     assert _once(workspace, capture_output=True).returncode == 0
-    assert workspace.files(workspace.outbox) == ["long.txt"]
+    assert workspace.files(workspace.outbox) == ["long__seconds_4__.txt"]
     assert emulator.stats()["creates"] == 1, "the next run polled the task it had, not a new one"
 
 
