@@ -128,7 +128,7 @@ def claim_state_dir(state_dir: Path, inbox: Path) -> None:
             f"{state_dir / OWNER_FILE})"])
     data = json.dumps({"inbox": str(inbox)}) + "\n"  # a name in any bytes: surrogates, escaped
     try:
-        atomic_write_bytes(state_dir / OWNER_FILE, data.encode())
+        atomic_write_bytes(state_dir / OWNER_FILE, data.encode(), 0o600)  # state_dir: ours alone
     except OSError as exc:
         raise ConfigError([f"state_dir: cannot write {state_dir / OWNER_FILE}: {exc.strerror or exc}"]) from None
     log.info("state_dir_claimed", state_dir=str(state_dir), inbox=str(inbox))

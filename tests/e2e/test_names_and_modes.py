@@ -118,4 +118,6 @@ class TestPermissions:
         journal = state / "journal.sqlite3"
         for side in ("", "-wal", "-shm"):
             assert mode_of(f"{journal}{side}") == 0o600, side
+        for path in state.iterdir():  # the lock, the owner record, the journal's marker, ...
+            assert mode_of(path) & 0o077 == 0, path.name
         assert daemon.terminate() == 0
