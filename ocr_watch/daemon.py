@@ -29,7 +29,7 @@ from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_u
 from ocr_watch.journal import Journal
 from ocr_watch.pool import Pool, PoolSettings
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY, PlannerMemory
-from ocr_watch.results.fsops import remove_stale_temps
+from ocr_watch.fsops import remove_stale_temps
 from ocr_watch.watch import InboxWatcher, keep_watching
 
 __all__ = ["Outcome", "serve", "pool_settings"]

@@ -32,7 +32,7 @@ from types import TracebackType
 import structlog
 
 from ocr_watch.config import OWNER_FILE, ConfigError, read_owner
-from ocr_watch.results.fsops import atomic_write_bytes
+from ocr_watch.fsops import atomic_write_bytes
 
 __all__ = ["LOCK_FILE", "Busy", "RunLock", "acquire", "claim_state_dir"]
 

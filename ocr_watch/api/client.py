@@ -28,7 +28,7 @@ import httpx
 
 from ocr_watch.intake.identity import FileStamp
 from ocr_watch.intake.source import SentReader
-from ocr_watch.results.fsops import AtomicFile
+from ocr_watch.fsops import AtomicFile
 
 from .errors import (
     AccountError,

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from ocr_watch.results.fsops import atomic_write_bytes
+from ocr_watch.fsops import atomic_write_bytes
 
 from .planner import PollPlanner, positive_number
 

@@ -47,7 +47,7 @@ from ocr_watch.intake.filters import reject_reason
 from ocr_watch.intake.identity import stamp
 from ocr_watch.intake.source import NotRegularFile, SourceChanged, stamp_and_hash
 from ocr_watch.journal import FileState, Journal, Row
-from ocr_watch.results.fsops import copy_mode
+from ocr_watch.fsops import copy_mode
 from ocr_watch.results.naming import output_candidates
 from ocr_watch.results.quarantine import retire_report
 

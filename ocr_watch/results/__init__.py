@@ -1,8 +1,7 @@
-"""Everything that writes or moves files once the API is done: outbox, quarantine, archive."""
+"""What happens to a source and its result once the API is done: outbox names, quarantine with
+reports, archive. The durable file operations they use are the shared leaf `ocr_watch.fsops`."""
 
 from ocr_watch.results.archive import finish_source
-from ocr_watch.results.fsops import atomic_write_bytes, move_no_clobber
 from ocr_watch.results.quarantine import FailureReport, quarantine_file
 
-__all__ = ["FailureReport", "atomic_write_bytes", "finish_source", "move_no_clobber",
-           "quarantine_file"]
+__all__ = ["FailureReport", "finish_source", "quarantine_file"]

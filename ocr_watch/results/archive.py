@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from ocr_watch.results.fsops import fsync_dir, move_no_clobber
+from ocr_watch.fsops import fsync_dir, move_no_clobber
 
 __all__ = ["finish_source", "ON_SUCCESS_MODES"]
 

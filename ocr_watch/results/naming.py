@@ -22,32 +22,14 @@ Collision rules (quoted by the README):
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-__all__ = ["NAME_MAX", "fit_name", "output_candidates", "free_sibling", "sibling_candidates"]
+from ocr_watch.names import fit_name, sibling_candidates
+
+__all__ = ["free_sibling", "output_candidates"]
 
 HASH_PREFIX_CHARS = 8
-# Bytes in one file name on Linux's local file systems (ext4, xfs, btrfs, tmpfs) and SMB/NFS.
-NAME_MAX = 255
-
-
-def _name_bytes(name: str) -> int:
-    return len(os.fsencode(name))
-
-
-def fit_name(stem: str, ending: str, limit: int = NAME_MAX) -> str:
-    """``stem + ending``, with ``stem`` cut at a character boundary until it fits ``limit`` bytes."""
-    if _name_bytes(stem + ending) <= limit:
-        return stem + ending
-    room = limit - _name_bytes(ending)
-    if room < 1:
-        raise ValueError(f"no room for a name before {ending!r}")
-    cut = stem
-    while cut and _name_bytes(cut) > room:
-        cut = cut[:-1]
-    return cut + ending
 
 
 def output_candidates(rel_source: PurePosixPath, fmt: str, sha256: str) -> Iterator[PurePosixPath]:
@@ -62,14 +44,6 @@ def output_candidates(rel_source: PurePosixPath, fmt: str, sha256: str) -> Itera
     yield parent / fit_name(stem, f".{short}.{fmt}")
     for n in itertools.count(2):
         yield parent / fit_name(stem, f".{short}-{n}.{fmt}")
-
-
-def sibling_candidates(path: Path) -> Iterator[Path]:
-    """``path``, then ``name-2.ext``, ``name-3.ext`` ... beside it; endless."""
-    yield path
-    stem, suffix = path.stem, path.suffix
-    for n in itertools.count(2):
-        yield path.with_name(fit_name(stem, f"-{n}{suffix}"))
 
 
 def free_sibling(path: Path) -> Path:

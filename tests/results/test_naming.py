@@ -8,8 +8,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ocr_watch.results.fsops import AtomicFile, remove_stale_temps, temp_path_for
-from ocr_watch.results.naming import NAME_MAX, fit_name, free_sibling, output_candidates, sibling_candidates
+from ocr_watch.fsops import AtomicFile, remove_stale_temps, temp_path_for
+from ocr_watch.names import NAME_MAX, fit_name, sibling_candidates
+from ocr_watch.results.naming import free_sibling, output_candidates
 
 SHA = "0123abcd" + "f" * 56
 

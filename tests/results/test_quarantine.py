@@ -156,7 +156,7 @@ class TestOddNames:
         assert [json.loads(r.read_text())["source"] for r in reports] == names
 
     def test_the_report_is_no_more_open_than_its_source(self, tmp_path: Path, inbox_file: Path) -> None:
-        from ocr_watch.results.fsops import copy_mode
+        from ocr_watch.fsops import copy_mode
 
         final = quarantine_file(inbox_file, PurePosixPath("scans/a.pdf"), tmp_path / "q", make_report(),
                                 copy_mode(0o600))

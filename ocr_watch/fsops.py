@@ -1,5 +1,8 @@
 """Durable file operations: write atomically, move without ever overwriting.
 
+A shared leaf (it imports only `ocr_watch.names`): the API client writes its downloads with
+it, the pool its planner memory, results their reports and moves, runlock its owner record.
+
 Everything here assumes ``kill -9`` may strike between any two lines. A write is either absent or
 complete (temp file, fsync, rename, fsync of the folder). A move never replaces an existing file:
 on one filesystem it is ``link`` + ``unlink``, where ``link`` fails atomically if the name is
@@ -26,7 +29,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from ocr_watch.results.naming import fit_name, sibling_candidates
+from ocr_watch.names import fit_name, sibling_candidates
 
 __all__ = ["AtomicFile", "atomic_write_bytes", "copy_mode", "fsync_dir", "move_no_clobber",
            "remove_stale_temps", "temp_path_for"]

@@ -1,4 +1,4 @@
-"""Tests for ocr_watch.results.fsops: atomic writes and moves that never overwrite."""
+"""Tests for ocr_watch.fsops: atomic writes and moves that never overwrite."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ocr_watch.results import fsops
-from ocr_watch.results.fsops import (
+from ocr_watch import fsops
+from ocr_watch.fsops import (
     atomic_write_bytes,
     fsync_dir,
     move_no_clobber,
