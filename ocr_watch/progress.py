@@ -6,13 +6,26 @@ the bar is shown goes above it, never onto the bar's line.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ocr_watch.daemon import Outcome
     from ocr_watch.statusline import StatusLine
 
-__all__ = ["ProgressLine"]
+__all__ = ["Counts", "ProgressLine"]
+
+
+class Counts(Protocol):
+    """What the bar shows (the daemon's `Outcome` has it); a protocol, so this module, below
+    the daemon, does not import it."""
+
+    @property
+    def admitted(self) -> int: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def quarantined(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
 
 
 class ProgressLine:
@@ -22,7 +35,7 @@ class ProgressLine:
         self._status = status
         self._width = width
 
-    def update(self, outcome: Outcome) -> None:
+    def update(self, outcome: Counts) -> None:
         total = max(outcome.admitted, 1)
         finished = outcome.done + outcome.quarantined
         filled = int(self._width * finished / total)
