@@ -138,14 +138,11 @@ async def serve(
     admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
                           settle_s=config.watch.settle_seconds, activity=activity)
     pool.on_change = activity.set
-    def report_from_watcher(rel: str, why: str) -> None:  # runs on the observer thread
-        loop.call_soon_threadsafe(admission.report, rel, why)
 
     watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
-    watcher = InboxWatcher(config.folders.inbox, report_from_watcher,
+    watcher = InboxWatcher(config.folders.inbox, admission.report, loop=loop,
                            mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
-                           on_trouble=lambda: loop.call_soon_threadsafe(watch_trouble.set),
-                           on_overflow=lambda: loop.call_soon_threadsafe(admission.spawn_scan))
+                           on_trouble=watch_trouble.set, on_overflow=admission.spawn_scan)
     receiver = None if token is None else CallbackReceiver(
         config.callback.listen_host, config.callback.listen_port, token, pool.poller.deliver, loop)
 

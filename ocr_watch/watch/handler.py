@@ -1,7 +1,7 @@
 """The only code that runs on watchdog's thread: it turns events into (path, reason) calls.
 
 It does no I/O and takes no lock of ours, so the observer never waits on the daemon; the
-callback it is given hands the path to the event loop (`call_soon_threadsafe`).
+callback it is given is the watcher's crossing onto the event loop (`observer.on_loop`).
 
 Reasons:
 - ``closed``: a writer closed the file, or it was moved in whole (from inside the inbox or

@@ -14,6 +14,8 @@ then restarts the observer on whatever the path holds when it is a folder again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -22,6 +24,7 @@ import threading
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import TypeVarTuple, Unpack
 
 import structlog
 from watchdog.events import DirDeletedEvent, FileSystemEvent, FileSystemEventHandler
@@ -90,16 +93,19 @@ class InboxWatcher:
 
     def __init__(self, root: Path, report: Report, *, mode: str = "auto", poll_interval_s: float = 1.0,
                  on_trouble: Callable[[], object] | None = None,
-                 on_overflow: Callable[[], object] | None = None) -> None:
-        """`on_trouble`: called (on a watchdog thread) when the inbox itself was deleted, so a
-        supervisor can check `health()` at once. `on_overflow`: called (on a watchdog thread)
-        when the kernel dropped events; the inbox needs a scan."""
+                 on_overflow: Callable[[], object] | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """`report(rel, reason)`: a path and why. `on_trouble`: the inbox itself was deleted,
+        so a supervisor can check `health()` at once. `on_overflow`: the kernel dropped events;
+        the inbox needs a scan. With `loop`, the watcher owns the crossing from its threads:
+        all three are called on that loop (`call_soon_threadsafe`); without, on a watchdog
+        thread."""
         self.root = root
         self.mode = mode
         self.poll_interval_s = poll_interval_s
-        self.on_trouble = on_trouble
-        self.on_overflow = on_overflow
-        self._handler = InboxHandler(root, report)
+        self.on_trouble = on_loop(loop, on_trouble) if on_trouble is not None else None
+        self.on_overflow = on_loop(loop, on_overflow) if on_overflow is not None else None
+        self._handler = InboxHandler(root, on_loop(loop, report))
         self._guard: _RootGuard | None = None
         self._observer: BaseObserver | None = None
         self._identity: tuple[int, int] | None = None
@@ -217,6 +223,22 @@ class InboxWatcher:
                 self._stop()
                 return False
             return True
+
+
+_Args = TypeVarTuple("_Args")
+
+
+def on_loop(loop: asyncio.AbstractEventLoop | None,
+            fn: Callable[[Unpack[_Args]], object]) -> Callable[[Unpack[_Args]], None]:
+    """`fn`, called on `loop` from whatever thread calls the result (as is, without a loop).
+    A call after the loop closed (the daemon is stopping) is dropped."""
+    if loop is None:
+        return fn  # type: ignore[return-value]  # its result is ignored either way
+
+    def cross(*args: Unpack[_Args]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            loop.call_soon_threadsafe(fn, *args)
+    return cross
 
 
 def _native_observer() -> BaseObserver:
