@@ -36,7 +36,7 @@ from ocr_watch.intake.identity import FileStamp
 from ocr_watch.intake.source import NotRegularFile, describe_mode, writer_open
 from ocr_watch.intake.stability import SettleTracker
 from ocr_watch.journal import Journal
-from ocr_watch.watch import scan_files
+from ocr_watch.watch import Reason, scan_files
 
 __all__ = ["Admission"]
 
@@ -70,12 +70,12 @@ class Admission:
         self._special: set[str] = set()
         # Paths found ready while an earlier version had a live row: path -> reason to report
         # again when the pool releases that row.
-        self._deferred: dict[str, str] = {}
+        self._deferred: dict[str, Reason] = {}
         self._activity = activity
         self._mono = mono
         self._wake = asyncio.Event()
         # Reports not yet looked at: relative path -> its latest reason.
-        self._pending: dict[str, str] = {}
+        self._pending: dict[str, Reason] = {}
         self._stepping = False
         self._scans = 0
         self.admitted = 0
@@ -91,18 +91,19 @@ class Admission:
     def idle(self) -> bool:
         return len(self._tracker) == 0 and self._scans == 0 and not self._pending and not self._stepping
 
-    def report(self, rel: str, reason: str) -> None:
+    def report(self, rel: str, reason: Reason | str) -> None:
         """Called on the loop for every event or scan hit; no I/O, so it never blocks."""
-        if reason == "dir":
+        reason = Reason(reason)
+        if reason is Reason.DIR:
             self.spawn_scan(rel)
             return
-        if reason != "gone" and ignore_reason(PurePosixPath(rel)) is not None:
+        if reason is not Reason.GONE and ignore_reason(PurePosixPath(rel)) is not None:
             return
         # The last report of a batch wins: a file closed and then written to again is not
         # closed. A "gone" waits for the next batch too, so it cannot overtake a stat
         # already being read.
         self._pending[rel] = reason
-        if reason != "gone":
+        if reason is not Reason.GONE:
             self._reported_at.setdefault(rel, self._mono())
         self._wake.set()
 
@@ -123,7 +124,7 @@ class Admission:
             for rel in found:
                 if self.inbox / rel in self._tracker:
                     continue
-                self.report(rel, "scan")
+                self.report(rel, Reason.SCAN)
             log.debug("scanned", folder=below or ".", files=len(found))
         finally:
             self._scans -= 1
@@ -150,11 +151,11 @@ class Admission:
         batch, self._pending = self._pending, {}
         # One clock reading for the batch: due() must not look past the stamps read for it.
         now = self._mono()
-        wanted = list(dict.fromkeys([*(self.inbox / rel for rel, reason in batch.items() if reason != "gone"),
+        wanted = list(dict.fromkeys([*(self.inbox / rel for rel, reason in batch.items() if reason is not Reason.GONE),
                                      *self._tracker.expiring(now)]))
         # Writers are asked about only for files that may be due in this batch: closed ones
         # (due at once) and those whose settle time is up; the others are asked when it is.
-        ask = {self.inbox / rel for rel, reason in batch.items() if reason == "closed"}
+        ask = {self.inbox / rel for rel, reason in batch.items() if reason is Reason.CLOSED}
         ask.update(self._tracker.expiring(now))
         self._stepping = True
         try:
@@ -191,15 +192,15 @@ class Admission:
             raise found
         return found
 
-    def _note(self, rel: str, reason: str, now: float) -> None:
+    def _note(self, rel: str, reason: Reason, now: float) -> None:
         path = self.inbox / rel
         found = self._fetched.get(path)
-        if reason != "gone" and isinstance(found, FileStamp):
+        if reason is not Reason.GONE and isinstance(found, FileStamp):
             self._special.discard(rel)
-            self._tracker.seen(path, found, now, closed=reason == "closed", writing=reason == "writing")
+            self._tracker.seen(path, found, now, closed=reason is Reason.CLOSED, writing=reason is Reason.WRITING)
             return
         self._reported_at.pop(rel, None)
-        if reason == "gone" or isinstance(found, FileNotFoundError):
+        if reason is Reason.GONE or isinstance(found, FileNotFoundError):
             self._tracker.forget(path)
             self._special.discard(rel)
             self._deferred.pop(rel, None)
@@ -230,7 +231,7 @@ class Admission:
         if self.journal.live_for(rel) is not None:
             # Already being worked on. If this is a newer version, it is admitted when that
             # row is released (the pool calls `released`), whatever the rescan interval.
-            self._deferred[rel] = "closed"
+            self._deferred[rel] = Reason.CLOSED
             return
         if self.journal.finished_with_stamp(rel, key) is not None:
             return  # this very file was finished and left in place

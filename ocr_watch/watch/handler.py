@@ -16,6 +16,7 @@ Reasons:
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,9 +35,21 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-__all__ = ["InboxHandler", "Report", "EVENTS_OF_INTEREST"]
+__all__ = ["InboxHandler", "Reason", "Report", "EVENTS_OF_INTEREST"]
 
-Report = Callable[[str, str], None]
+
+class Reason(enum.StrEnum):
+    """Why a path is reported (see the module docstring); `SCAN`: found by a listing."""
+
+    CLOSED = "closed"
+    WRITING = "writing"
+    CHANGED = "changed"
+    DIR = "dir"
+    GONE = "gone"
+    SCAN = "scan"
+
+
+Report = Callable[[str, Reason], None]
 
 # Opens, no-write closes and attribute changes say nothing about a file being ready.
 EVENTS_OF_INTEREST: list[type[FileSystemEvent]] = [
@@ -70,26 +83,26 @@ class InboxHandler(FileSystemEventHandler):
             return None  # moved out of the inbox, or the inbox itself
         return rel.replace(os.sep, "/")
 
-    def _send(self, path: str | bytes, reason: str) -> None:
+    def _send(self, path: str | bytes, reason: Reason) -> None:
         rel = self._rel(path)
         if rel is not None:
             self._report(rel, reason)
 
     def on_created(self, event: FileSystemEvent) -> None:
-        self._send(event.src_path, "dir" if event.is_directory else "changed")
+        self._send(event.src_path, Reason.DIR if event.is_directory else Reason.CHANGED)
 
     def on_modified(self, event: FileSystemEvent) -> None:
         # FileAttribEvent (tar or `cp -p` setting times after the close) is another class,
         # filtered out by EVENTS_OF_INTEREST: it must not make a closed file wait.
         if not isinstance(event, DirModifiedEvent):
-            self._send(event.src_path, "writing" if self.native else "changed")
+            self._send(event.src_path, Reason.WRITING if self.native else Reason.CHANGED)
 
     def on_closed(self, event: FileSystemEvent) -> None:
-        self._send(event.src_path, "closed")
+        self._send(event.src_path, Reason.CLOSED)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
-        self._send(event.src_path, "gone")
+        self._send(event.src_path, Reason.GONE)
 
     def on_moved(self, event: FileSystemEvent) -> None:
-        self._send(event.src_path, "gone")
-        self._send(event.dest_path, "dir" if event.is_directory else "closed")
+        self._send(event.src_path, Reason.GONE)
+        self._send(event.dest_path, Reason.DIR if event.is_directory else Reason.CLOSED)
