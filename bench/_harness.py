@@ -1,5 +1,6 @@
-"""Shared plumbing of the benchmarks: emulator subprocess, workspace and config, daemon
-subprocess, percentiles, and the report printed at the end of every run.
+"""Plumbing of the benchmarks: emulator subprocess, workspace and config, daemon subprocess,
+percentiles, and the report printed at the end of every run. What the end-to-end tests need
+too (folders, the daemon process, waits, test files) comes from `ocr_watch.testing`.
 
 The emulator always runs in its own process so its CPU is never billed to the daemon
 (or to a baseline running in the bench process). Everything talks to 127.0.0.1 only.
@@ -12,35 +13,32 @@ import math
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
 
 KEY = "bench-key"
-PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parent.parent
 # A bench that imports ocr_watch itself (planner_sim, client_cpu, throughput's baselines)
 # measures this tree, as its subprocesses do (cwd=ROOT), not whatever copy pip installed.
 if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-T = TypeVar("T")
 
+from ocr_watch.testing import PNG, DaemonProcess, Folders, free_port, png_bytes  # noqa: E402
+from ocr_watch.testing import wait_for as wait_until  # noqa: E402
 
-def png_bytes(n: int, size: int = 200) -> bytes:
-    """A distinct small 'PNG' per n (the emulator sniffs the magic; the rest is payload)."""
-    body = f"bench image number {n}\n".encode() * (size // 20 + 1)
-    return PNG + body[:size]
+__all__ = ["KEY", "PNG", "Daemon", "EmulatorProc", "Report", "Workspace", "api_figures", "callback_section",
+           "code_version", "command_line", "free_port", "log_time", "percentile", "png_bytes", "proc_cpu_seconds",
+           "proc_cpu_split", "wait_until"]
 
 
 def command_line() -> str:
@@ -48,29 +46,11 @@ def command_line() -> str:
     return shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now (for the daemon's callback receiver)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def callback_section() -> dict[str, Any]:
     """The daemon's ``callback:`` config for an emulator on this machine, on a free port."""
     port = free_port()
     return {"url": f"http://127.0.0.1:{port}/ocr-watch/callback", "listen": f"127.0.0.1:{port}",
             "fallback_seconds": 60}
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -163,38 +143,29 @@ def api_figures(emu: EmulatorProc, files: int) -> dict[str, Any]:
 # -- workspace and daemon ---------------------------------------------------------------------
 
 
-class Workspace:
-    """inbox/outbox/quarantine/archive under one temporary root, and the daemon's config."""
+class Workspace(Folders):
+    """The shared folders under one temporary root (and `staging`, to write files whole before
+    moving them in), with the benchmarks' config: the quota of 2 req/s, no rescans."""
 
     def __init__(self, root: Path | None = None, prefix: str = "ocr-bench-") -> None:
         self._tmp = None
         if root is None:
             self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
             root = Path(self._tmp.name)
-        self.root = root
+        super().__init__(root)
         for name in ("inbox", "outbox", "quarantine", "archive", "staging"):
             (root / name).mkdir(parents=True, exist_ok=True)
 
-    inbox = property(lambda self: self.root / "inbox")
-    outbox = property(lambda self: self.root / "outbox")
-    archive = property(lambda self: self.root / "archive")
-    quarantine = property(lambda self: self.root / "quarantine")
-    staging = property(lambda self: self.root / "staging")
-    config_path = property(lambda self: self.root / "config.yaml")
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
 
     def write_config(self, base_url: str, **sections: Any) -> dict[str, Any]:
-        config: dict[str, Any] = {
+        return self.write_yaml({
             "folders": {"inbox": "inbox", "outbox": "outbox", "quarantine": "quarantine", "archive": "archive"},
             "api": {"base_url": base_url, "key": KEY, "requests_per_second": 2},
             "watch": {"rescan_seconds": 0},
-        }
-        for key, value in sections.items():
-            if isinstance(value, dict):
-                config.setdefault(key, {}).update(value)
-            else:
-                config[key] = value
-        self.config_path.write_text(yaml.safe_dump(config))
-        return config
+        }, sections)
 
     def count(self, folder: Path) -> int:
         n = 0
@@ -217,13 +188,13 @@ class Workspace:
             self._tmp.cleanup()
 
 
-class Daemon:
-    """`python -m ocr_watch run --config FILE`, its JSON log lines tailed from a file."""
+class Daemon(DaemonProcess):
+    """The shared daemon process (run from ROOT), its JSON log tailed incrementally: a
+    benchmark's log has hundreds of thousands of lines, too many to re-read at each look."""
 
     def __init__(self, ws: Workspace, log_name: str = "daemon.log") -> None:
+        super().__init__(ws.config_path, ws.root / log_name, cwd=ROOT)
         self.ws = ws
-        self.log_path = ws.root / log_name
-        self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
         self._partial = b""
         self.counts: Counter[str] = Counter()
@@ -232,17 +203,8 @@ class Daemon:
 
     def start(self, keep: Iterable[str] = ()) -> Daemon:
         self.keep = set(keep)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ocr_watch", "run", "--config", str(self.ws.config_path)],
-                stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        super().start()
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def poll_log(self) -> Counter[str]:
         """Read new log lines; count events and keep those named in `keep`."""
@@ -264,12 +226,15 @@ class Daemon:
                 self.kept.append(event)
         return self.counts
 
-    def wait_event(self, name: str, count: int = 1, timeout: float = 60.0, interval: float = 0.05) -> None:
+    def wait_event(self, name: str, timeout: float = 60.0, count: int = 1, *,
+                   interval: float = 0.05) -> list[dict[str, Any]]:
+        """Like the shared one, from the tailed counts; the kept events of that name."""
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}; see {self.log_path}")
             return self.poll_log()[name] >= count
         wait_until(ready, timeout, interval, what=f"{count} x {name}")
+        return [e for e in self.kept if e.get("event") == name]
 
     def cpu_seconds(self) -> float:
         """utime + stime of the daemon process so far (from /proc/<pid>/stat)."""
@@ -280,18 +245,6 @@ class Daemon:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
         raise KeyError(key)
-
-    def stop(self, timeout: float = 40.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
 
 
 def proc_cpu_split(pid: int) -> tuple[float, float]:

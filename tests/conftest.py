@@ -1,29 +1,16 @@
-"""Shared fixtures: a fast in-process PicWish emulator and a deadline-based wait helper."""
+"""Shared fixtures: a fast in-process PicWish emulator, and the wait helper as a fixture.
+
+Helpers are imported from `ocr_watch.testing`, never from a conftest."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from ocr_watch.emulator import Emulator, EmulatorSettings
-
-EMU_KEY = "emu-key"
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+from ocr_watch.testing import EMU_KEY, wait_for
 
 
 @pytest.fixture(name="wait_for")

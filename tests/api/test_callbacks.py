@@ -15,7 +15,7 @@ import structlog.testing
 
 from ocr_watch.api import Task
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
-from tests.conftest import wait_for
+from ocr_watch.testing import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,7 +11,6 @@ import pytest
 
 from ocr_watch.api import (
     AccountError,
-    ApiError,
     CreateOptions,
     PermanentError,
     PicWishClient,

@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 
 from ocr_watch.emulator import Emulator, EmulatorSettings, render_result
-from tests.conftest import EMU_KEY, wait_for
-from tests.e2e.conftest import Daemon, Workspace, free_port, png_bytes, sha256
+from ocr_watch.testing import (
+    EMU_KEY,
+    Daemon,
+    Workspace,
+    free_port,
+    png_bytes,
+    sha256,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 
 from ocr_watch.emulator import Emulator, render_result
-from tests.conftest import wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+from ocr_watch.testing import Daemon, Workspace, png_bytes, sha256, wait_for
 
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
@@ -52,17 +51,7 @@ class UnprivilegedDaemon(Daemon):
     """`ocr-watch run` that, though root, obeys permission bits."""
 
     def __init__(self, config: Path, log_path: Path, command: str = "run") -> None:
-        super().__init__(config, log_path)
-        self.command = command
-
-    def start(self) -> UnprivilegedDaemon:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [*NO_DAC, sys.executable, "-m", "ocr_watch", self.command, "--config", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        return self
+        super().__init__(config, log_path, command=command, prefix=NO_DAC)
 
     def folder_failures(self, folder: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if e.get("event") == "folder_failing" and e.get("folder") == folder]

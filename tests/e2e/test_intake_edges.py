@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from ocr_watch.emulator import Emulator, render_result
-from tests.conftest import wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+from ocr_watch.testing import Daemon, Workspace, png_bytes, sha256, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from ocr_watch.emulator import Emulator
-from tests.conftest import wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes
+from ocr_watch.testing import Daemon, Workspace, png_bytes, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,8 +12,7 @@ import pytest
 
 from ocr_watch.emulator import Emulator, render_result
 from ocr_watch.results.quarantine import report_path_for
-from tests.conftest import wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+from ocr_watch.testing import Daemon, Workspace, png_bytes, sha256, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,8 +13,7 @@ import time
 import pytest
 
 from ocr_watch.emulator import Emulator
-from tests.conftest import wait_for
-from tests.e2e.conftest import Workspace, free_port, png_bytes
+from ocr_watch.testing import Workspace, free_port, png_bytes, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from ocr_watch.emulator import Emulator, render_result
-from tests.conftest import wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+from ocr_watch.testing import Daemon, Workspace, png_bytes, sha256, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,7 +141,7 @@ class TestAccountComesBack:
         """No restart: a probe every 15 s, so at most a few calls a minute while refused."""
         import time
 
-        from tests.conftest import EMU_KEY
+        from ocr_watch.testing import EMU_KEY
 
         emulator.update(api_keys=("some-other-key",))
         daemon = daemon_factory(workspace.write_config()).start()

@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from ocr_watch.emulator import Emulator
-from tests.conftest import wait_for
-from tests.e2e.conftest import Daemon, Workspace, png_bytes, sha256
+from ocr_watch.testing import Daemon, Workspace, png_bytes, sha256, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 
 from ocr_watch.api.callbacks import callback_token
-from tests.conftest import EMU_KEY, wait_for
-from tests.e2e.conftest import Daemon, Workspace, free_port, png_bytes
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -122,6 +120,7 @@ def json_lines(stderr: bytes) -> list[dict[str, Any]]:
 MISBEHAVING_LIBRARY = """
 import logging, runpy, sys
 from ocr_watch import logs
+from ocr_watch.testing import Daemon, EMU_KEY, free_port, png_bytes, wait_for, Workspace
 configure = logs.configure
 def configured(*args, **kwargs):
     out = configure(*args, **kwargs)

@@ -6,7 +6,12 @@ from pathlib import PurePosixPath as P
 
 import pytest
 
-from ocr_watch.intake.filters import MAX_SOURCE_BYTES, SUPPORTED_EXTENSIONS, ignore_reason, reject_reason
+from ocr_watch.intake.filters import (
+    MAX_SOURCE_BYTES,
+    SUPPORTED_EXTENSIONS,
+    ignore_reason,
+    reject_reason,
+)
 
 
 class TestIgnoreReason:

@@ -15,8 +15,7 @@ from ocr_watch.emulator import Emulator, render_result
 from ocr_watch.intake.identity import sha256_file, stamp
 from ocr_watch.journal import FileState, Journal, Row
 from ocr_watch.pool import Pool, PoolSettings
-from tests.conftest import EMU_KEY
-from tests.e2e.conftest import png_bytes, sha256
+from ocr_watch.testing import EMU_KEY, png_bytes, sha256
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watchdog.events import FileClosedEvent, FileCreatedEvent, FileModifiedEvent, FileMovedEvent
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+)
 
 from ocr_watch.watch.handler import InboxHandler
 

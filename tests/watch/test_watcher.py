@@ -17,9 +17,9 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, WatchDescriptor
 
 from ocr_watch.emulator import Emulator
+from ocr_watch.testing import EMU_KEY, wait_for
 from ocr_watch.watch import InboxWatcher, WatcherDied, keep_watching
 from ocr_watch.watch.observer import Health
-from tests.conftest import EMU_KEY, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
