@@ -1,0 +1,256 @@
+"""The checks of single values: each returns the value converted, or records a problem naming
+the dotted key and returns None. A message shows the value given (shortened), except where it
+may be a secret: the API key, the OCR password, a URL's user name and password."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .schema import Check, Reader, Secret, type_name
+
+__all__ = ["API_KEY_ENV", "KNOWN_LANGUAGES", "Listen", "choice", "folder", "integer", "language",
+           "listen", "listen_text", "number", "password", "read_key", "url"]
+
+API_KEY_ENV = "PICWISH_API_KEY"
+MAX_LANGUAGES = 10
+MAX_PASSWORD_CHARS = 32
+# Names from the vendor documentation and from real clients (see shared reference).
+KNOWN_LANGUAGES = frozenset(
+    "Digits English ChinesePRC ChineseTaiwan French German Japanese Portuguese Spanish Italian "
+    "Bulgarian Croatian Czech Danish Dutch Finnish Greek Hungarian Korean Norwegian Polish "
+    "Russian Slovenian Swedish Turkish".split()
+)
+
+
+def _show(value: object) -> str:
+    """A value for an error message, shortened; never used for secrets."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def number(minimum: float, *, inclusive: bool) -> Check:
+    """A finite int or float (not a bool) above ``minimum`` (or at it, if ``inclusive``)."""
+    bound = ">=" if inclusive else ">"
+
+    def check(r: Reader, key: str, value: Any) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            r.problem(key, f"must be a number {bound} {minimum:g}, got {_show(value)}")
+            return None
+        if value < minimum or (not inclusive and value == minimum):
+            r.problem(key, f"must be {bound} {minimum:g}, got {value!r}")
+            return None
+        if value != value or value in (float("inf"), float("-inf")):
+            r.problem(key, f"must be a finite number, got {value!r}")
+            return None
+        return float(value)
+    return check
+
+
+def integer(minimum: int) -> Check:
+    def check(r: Reader, key: str, value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            r.problem(key, f"must be an integer >= {minimum}, got {_show(value)}")
+            return None
+        return value
+    return check
+
+
+def choice(options: tuple[str, ...]) -> Check:
+    def check(r: Reader, key: str, value: Any) -> str | None:
+        if not isinstance(value, str) or value not in options:
+            r.problem(key, f"must be one of {' | '.join(options)}, got {_show(value)}")
+            return None
+        return value
+    return check
+
+
+def folder(r: Reader, key: str, value: Any) -> Path | None:
+    """An absolute, resolved path; a relative one is relative to the config file's folder."""
+    if not isinstance(value, str) or not value.strip():
+        r.problem(key, f"must be a folder path (a non-empty string), got {_show(value)}")
+        return None
+    try:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = r.base_dir / path
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, unknown ~user, link loop
+        r.problem(key, f"is not a usable path: {exc}")
+        return None
+
+
+def url(*, allow_query: bool, userinfo_hint: str, secret: str, strip_slash: bool = False) -> Check:
+    """An absolute http(s) URL with a host, stripped; ``http`` only for loopback hosts.
+
+    ``allow_query``: a query string is accepted (a fragment never is). ``userinfo_hint`` says
+    where a credential belongs instead; ``secret`` names what plain http would expose.
+    ``strip_slash``: a trailing slash is dropped (a base URL that paths are appended to).
+    """
+    def check(r: Reader, key: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            r.problem(key, f"must be an http(s) URL, got {_show(value)}")
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            r.problem(key, "is not a valid URL")
+            return None
+        if parts.username is not None or parts.password is not None:
+            # Do not echo it: the userinfo may be a credential.
+            r.problem(key, f"must not contain a user name or password; {userinfo_hint}")
+            return None
+        if parts.scheme not in ("http", "https") or not host:
+            r.problem(key, f"must be an http(s) URL with a host, got {_show(value)}")
+            return None
+        if parts.fragment or (parts.query and not allow_query):
+            what = "a fragment" if allow_query else "a query string or fragment"
+            r.problem(key, f"must not have {what}, got {_show(value)}")
+            return None
+        if parts.scheme == "http" and not _is_loopback(host):
+            r.problem(key, f"http:// is only allowed for loopback hosts (127.0.0.0/8, localhost, "
+                           f"::1), got host {host!r}; use https:// so {secret} is not sent "
+                           "in clear text")
+            return None
+        return value.strip().rstrip("/") if strip_slash else value.strip()
+    return check
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_text(host: str, port: int) -> str:
+    """How a listen address is written in the config, and so in messages about it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where a receiver binds; str() writes it as the config does."""
+
+    host: str
+    port: int  # 0: any free port
+
+    def __str__(self) -> str:
+        return listen_text(self.host, self.port)
+
+
+def listen(r: Reader, key: str, value: Any) -> Listen | None:
+    """``host:port`` or ``[v6addr]:port``."""
+    if isinstance(value, str):
+        host, sep, port = value.strip().rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                host = ""
+        elif any(ch in host for ch in ":[]"):
+            host = ""  # an IPv6 address needs its brackets: [::1]:8765
+        if (sep and host and not any(ch.isspace() for ch in host)
+                and port.isascii() and port.isdigit() and len(port) <= 5
+                and int(port) <= 65535):
+            return Listen(host, int(port))
+    r.problem(key, "must be 'host:port' or '[v6addr]:port' (quoted) with a port 0..65535 "
+                   f"(0: any free port), got {_show(value)}")
+    return None
+
+
+def language(r: Reader, key: str, value: Any) -> str | None:
+    """Comma-separated known language names, at most MAX_LANGUAGES, each once."""
+    if not isinstance(value, str):
+        r.problem(key, f"must be a comma-separated string like 'English,Digits', "
+                       f"got {_show(value)}")
+        return None
+    names = [name.strip() for name in value.split(",")]
+    ok = True
+    if any(not name for name in names):
+        r.problem(key, f"has an empty name in {_show(value)}")
+        ok = False
+    for name in names:
+        if name and name not in KNOWN_LANGUAGES:
+            close = difflib.get_close_matches(name, sorted(KNOWN_LANGUAGES), n=1, cutoff=0.6)
+            hint = (f"; did you mean '{close[0]}'? (names are case-sensitive)" if close
+                    else f"; known: {', '.join(sorted(KNOWN_LANGUAGES))}")
+            r.problem(key, f"unknown language {name!r}{hint}")
+            ok = False
+    duplicates = sorted({name for name in names if name and names.count(name) > 1})
+    if duplicates:
+        r.problem(key, f"lists {', '.join(duplicates)} more than once")
+        ok = False
+    if len(names) > MAX_LANGUAGES:
+        r.problem(key, f"at most {MAX_LANGUAGES} languages, got {len(names)}")
+        ok = False
+    return ",".join(names) if ok else None
+
+
+def password(r: Reader, key: str, value: Any) -> Secret | None:
+    """A string of 1 to MAX_PASSWORD_CHARS characters, wrapped at once; only its length is shown."""
+    if not isinstance(value, str):
+        r.problem(key, f"must be a string (quote it), got {type_name(value)}")
+        return None
+    if not value or len(value) > MAX_PASSWORD_CHARS:
+        r.problem(key, f"must be 1 to {MAX_PASSWORD_CHARS} characters, got {len(value)}")
+        return None
+    return Secret(value)
+
+
+def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | None:
+    """The API key from exactly one of ``<dotted>``, ``<dotted>_file`` or API_KEY_ENV."""
+    name = dotted.rsplit(".", 1)[-1]
+    file_key = f"{dotted}_file"
+    sources = []
+    if section.get(name) is not None:
+        sources.append(dotted)
+    if section.get(f"{name}_file") is not None:
+        sources.append(file_key)
+    if r.env.get(API_KEY_ENV):
+        sources.append(API_KEY_ENV)
+    if not sources:
+        r.problem(dotted, f"no API key: set {dotted}, {file_key} or {API_KEY_ENV}")
+        return None
+    if len(sources) > 1:
+        r.problem(dotted, f"more than one API key source ({', '.join(sources)}); keep exactly one")
+        return None
+
+    source = sources[0]
+    if source == dotted:
+        value = section[name]
+        if not isinstance(value, str):
+            r.problem(dotted, f"must be a string (quote it), got {type_name(value)}")
+            return None
+        value = value.strip()
+    elif source == file_key:
+        key_file = folder(r, file_key, section[f"{name}_file"])
+        if key_file is None:
+            return None
+        try:
+            value = key_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            r.problem(file_key, f"cannot read {key_file}: {reason}")
+            return None
+    else:
+        value = r.env[API_KEY_ENV].strip()
+
+    if not value:
+        r.problem(source, "the API key is empty")
+        return None
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        r.problem(source, "the API key contains spaces or control characters; "
+                          "it must be a single token")
+        return None
+    return Secret(value)
