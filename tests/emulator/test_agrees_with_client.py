@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocr_watch import config
+from ocr_watch.config import checks, sections
 from ocr_watch.emulator import results as emulator_results
 from ocr_watch.emulator import validation as emulator_validation
 from ocr_watch.emulator.settings import EmulatorSettings
@@ -19,12 +19,12 @@ pytestmark = pytest.mark.timeout(10)
 
 
 def test_the_result_formats_agree() -> None:
-    assert tuple(emulator_results.FORMATS) == tuple(config.FORMATS)
+    assert tuple(emulator_results.FORMATS) == tuple(sections.FORMATS)
 
 
 def test_the_languages_agree() -> None:
-    assert set(emulator_validation.LANGUAGES) == set(config.KNOWN_LANGUAGES)
-    assert emulator_validation.MAX_LANGUAGES == config.MAX_LANGUAGES
+    assert set(emulator_validation.LANGUAGES) == set(checks.KNOWN_LANGUAGES)
+    assert emulator_validation.MAX_LANGUAGES == checks.MAX_LANGUAGES
 
 
 def test_the_largest_upload_agrees() -> None:
