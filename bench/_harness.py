@@ -24,7 +24,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-
 KEY = "bench-key"
 ROOT = Path(__file__).resolve().parent.parent
 # A bench that imports ocr_watch itself (planner_sim, client_cpu, throughput's baselines)

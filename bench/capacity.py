@@ -26,8 +26,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (Daemon, EmulatorProc, Report, Workspace, callback_section,  # noqa: E402
-                      png_bytes, proc_cpu_seconds, proc_cpu_split, wait_until)
+from _harness import (
+    Daemon,
+    EmulatorProc,
+    Report,
+    Workspace,
+    callback_section,
+    png_bytes,
+    proc_cpu_seconds,
+    proc_cpu_split,
+    wait_until,
+)
 
 
 def main() -> int:
@@ -87,7 +96,7 @@ def main() -> int:
             wait_until(lambda: ws.finished() >= args.files, args.timeout, 0.02, "all files finished")
             elapsed = time.monotonic() - t0
             split1 = proc_cpu_split(daemon.pid)
-            split = [b - a for a, b in zip(split0, split1)]
+            split = [b - a for a, b in zip(split0, split1, strict=True)]
             cpu = sum(split)
             emu_cpu = proc_cpu_seconds(emu.proc.pid) - emu_cpu0
             total_cpu = sum(split1)

@@ -25,11 +25,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import KEY, EmulatorProc, Report, png_bytes, proc_cpu_split  # noqa: E402
+from _harness import KEY, EmulatorProc, Report, png_bytes, proc_cpu_split
 
-from ocr_watch.api import CreateOptions, PicWishClient  # noqa: E402
-from ocr_watch.api.client import API_CONNECTIONS, RESULT_CONNECTIONS  # noqa: E402
-
+from ocr_watch.api import CreateOptions, PicWishClient
+from ocr_watch.api.client import API_CONNECTIONS, RESULT_CONNECTIONS
 
 One = Callable[[Path], Awaitable[None]]
 

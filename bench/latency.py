@@ -7,7 +7,8 @@ arriving at the emulator (the emulator's request log `t`, wall clock of the same
 One file at a time: write it straight into the inbox, close it, note the time; wait until the
 daemon has created its task and finished it, then wait a random 0.6-0.9 s more (native)
 or 0.6 s plus up to one polling period (polling), so the daemon is idle, its token bucket
-full, and drops fall at random phases of the polling observer's period before the next. Emulator: instant processing, no rate limit, own process.
+full, and drops fall at random phases of the polling observer's period before the next.
+Emulator: instant processing, no rate limit, own process.
 
 With `watch.mode: native` a close-after-write event makes a file ready at once. With
 `polling` there is no close event, so the figure is about poll_interval/2 + settle_seconds
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Daemon, EmulatorProc, Report, Workspace, log_time, percentile, png_bytes  # noqa: E402
+from _harness import Daemon, EmulatorProc, Report, Workspace, log_time, percentile, png_bytes
 
 
 def measure(mode: str, files: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def measure(mode: str, files: int, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=200, help="files dropped with watch.mode native (0 = skip)")
-    parser.add_argument("--polling-files", type=int, default=200, help="files dropped with watch.mode polling (0 = skip)")
+    parser.add_argument("--polling-files", type=int, default=200,
+                        help="files dropped with watch.mode polling (0 = skip)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="watch.poll_interval_seconds (polling mode)")
     parser.add_argument("--settle-seconds", type=float, default=0.5,
                         help="watch.settle_seconds (only polling mode waits for it; config default is 2)")
@@ -75,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
 
     report = Report("Drop-to-upload latency (file closed in the inbox -> create request at the emulator)")
-    runs = ([("native", args.files)] if args.files else []) + ([("polling", args.polling_files)] if args.polling_files else [])
+    runs = [(mode, n) for mode, n in (("native", args.files), ("polling", args.polling_files)) if n]
     for mode, files in runs:
         r = measure(mode, files, args)
         p50, p99 = percentile(r["lat"], 50) * 1000, percentile(r["lat"], 99) * 1000

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import PNG, Daemon, EmulatorProc, Report, Workspace, png_bytes  # noqa: E402
+from _harness import PNG, Daemon, EmulatorProc, Report, Workspace, png_bytes
 
 MIB = 1024
 

@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import command_line, percentile  # noqa: E402
+from _harness import command_line, percentile
 
-from ocr_watch.emulator.tasks import Task as EmulatedTask  # noqa: E402
-from ocr_watch.pool.planner import PollPlanner, Reading  # noqa: E402
+from ocr_watch.emulator.tasks import Task as EmulatedTask
+from ocr_watch.pool.planner import PollPlanner, Reading
 
 
 def progress(age: float, duration: float) -> tuple[bool, int]:

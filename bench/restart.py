@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Daemon, EmulatorProc, Report, Workspace, png_bytes, wait_until  # noqa: E402
+from _harness import Daemon, EmulatorProc, Report, Workspace, png_bytes, wait_until
 
 
 def main() -> int:
@@ -51,7 +51,8 @@ def main() -> int:
                         staged = ws.staging / f"r{run}-{i:04d}.png"
                         staged.write_bytes(png_bytes(run * 100_000 + i))
                         os.rename(staged, ws.inbox / staged.name)
-                    wait_until(lambda: ws.finished() >= run * args.files, args.timeout, 0.1,
+                    expected = run * args.files
+                    wait_until(lambda n=expected: ws.finished() >= n, args.timeout, 0.1,
                                f"run {run}'s files finished")
                 finally:
                     if run == 1 and args.kill and daemon.proc is not None:

@@ -19,8 +19,10 @@ def main() -> int:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
-    for line in open(args.path, encoding="utf-8", errors="replace"):
-        stack, _, count = line.rstrip("\n").rpartition(" ")
+    with open(args.path, encoding="utf-8", errors="replace") as collapsed:
+        lines = collapsed.read().splitlines()
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (  # noqa: E402
+from _harness import (
     KEY,
     Daemon,
     EmulatorProc,
@@ -51,7 +51,7 @@ from _harness import (  # noqa: E402
     wait_until,
 )
 
-from ocr_watch.api import CreateOptions, PicWishClient  # noqa: E402
+from ocr_watch.api import CreateOptions, PicWishClient
 
 TASKS = "/api/tasks/document/ocr"
 
@@ -195,7 +195,8 @@ def main() -> int:
     parser.add_argument("--vendor-files", type=int, default=30)
     parser.add_argument("--naive-files", type=int, default=None,
                         help="files through the naive client [the same workload as ocr-watch: --files]")
-    parser.add_argument("--max-in-flight", type=int, default=32, help="daemon pool.max_in_flight, and the naive client's")
+    parser.add_argument("--max-in-flight", type=int, default=32,
+                        help="daemon pool.max_in_flight, and the naive client's")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="daemon poll.interval_seconds")
     parser.add_argument("--sequential", action="store_true", help="run the workloads one after another")
     parser.add_argument("--no-callbacks", action="store_true", help="skip the ocr-watch+callbacks workload")
@@ -222,7 +223,7 @@ def main() -> int:
             r = results[name]
             report.note(f"{name} finished: {r['files']} files in {r['span_s']:.1f} s "
                         f"({r['files_per_min']:.1f}/min)")
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors[name] = exc
 
     try:

@@ -23,8 +23,8 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog

@@ -31,7 +31,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from ocr_watch.names import readable
 from ocr_watch.statusline import StatusLine
 
-__all__ = ["Redactor", "configure", "StdlibHandler"]
+__all__ = ["Redactor", "StdlibHandler", "configure"]
 
 MASK = "***"
 
@@ -93,7 +93,7 @@ class StdlibHandler(logging.Handler):
             text = f"a log record that cannot be shown ({type(error).__name__})"
         return self.format(logging.makeLogRecord({**record.__dict__, "msg": text, "args": None}))
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's naming
+    def handleError(self, record: logging.LogRecord) -> None:
         """A line that cannot be written has nowhere to go: never `logging`'s bare traceback on
         stderr, which names the record's arguments unredacted. One fixed line, if it can be."""
         try:

@@ -204,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.reading(self.connection, None)
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         given = parse_qs(urlsplit(self.path).query).get(TOKEN_PARAM, [""])[0]
         if not hmac.compare_digest(given.encode(), self.server.token.encode()):
             self._refuse(403, "forbidden", reason="missing or wrong token")
@@ -225,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.hand_over(task)
         self._answer(200, "success")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(405, "POST only")
 
     do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
@@ -261,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._body_read = True
             self.rfile.read(int(length))
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the request line holds the token."""
 
 

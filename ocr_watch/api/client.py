@@ -20,15 +20,15 @@ import pathlib
 import time
 import urllib.parse
 from collections import Counter
-from types import TracebackType
 from collections.abc import AsyncIterator, Callable
+from types import TracebackType
 from typing import IO, Any, Literal, NoReturn, cast
 
 import httpx
 
+from ocr_watch.fsops import AtomicFile
 from ocr_watch.intake.identity import FileStamp
 from ocr_watch.intake.source import SentReader
-from ocr_watch.fsops import AtomicFile
 
 from .errors import (
     AccountError,
@@ -474,10 +474,9 @@ def _raise_for_download_status(status: int, where: str) -> NoReturn:
 
 def _has_request(exc: httpx.HTTPError) -> bool:
     try:
-        exc.request
+        return exc.request is not None  # a property that raises when the error has no request
     except RuntimeError:
         return False
-    return True
 
 
 class _Coalesced(httpx.AsyncByteStream):

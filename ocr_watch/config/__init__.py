@@ -30,14 +30,14 @@ from .sections import (
 )
 
 __all__ = [
+    "KNOWN_LANGUAGES",
+    "OWNER_FILE",
     "ApiSection",
     "CallbackSection",
     "Config",
     "ConfigError",
     "FoldersSection",
-    "KNOWN_LANGUAGES",
     "Listen",
-    "OWNER_FILE",
     "OcrSection",
     "PollSection",
     "PoolSection",

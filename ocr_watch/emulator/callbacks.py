@@ -73,5 +73,5 @@ class CallbackSender:
             try:
                 status = post_json(url, payload)
                 self._on_result(url, task_id, status, None if status < 400 else f"HTTP {status}")
-            except Exception as exc:  # noqa: BLE001 - a callback must never crash the emulator
+            except Exception as exc:  # a callback must never crash the emulator
                 self._on_result(url, task_id, None, f"{type(exc).__name__}: {exc}")

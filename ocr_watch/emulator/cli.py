@@ -23,14 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="API port (0 = any free port)")
     parser.add_argument("--result-port", type=int, default=0, help="result host port (0 = any free port)")
     parser.add_argument("--key", action="append", default=None, help="accepted X-API-KEY (repeatable; default emu-key)")
-    parser.add_argument("--rps", type=float, default=d.requests_per_second, help="requests per second per key (0 = unlimited)")
+    parser.add_argument("--rps", type=float, default=d.requests_per_second,
+                        help="requests per second per key (0 = unlimited)")
     parser.add_argument("--burst", type=float, default=None, help="token-bucket capacity (default max(1, rps))")
     parser.add_argument("--processing-seconds", type=float, default=d.processing_seconds, help="fixed processing time")
-    parser.add_argument("--per-mb", type=float, default=d.processing_seconds_per_mb, help="extra processing seconds per MB")
+    parser.add_argument("--per-mb", type=float, default=d.processing_seconds_per_mb,
+                        help="extra processing seconds per MB")
     parser.add_argument("--jitter", type=float, default=d.processing_jitter, help="processing time +- fraction")
     parser.add_argument("--ttl", type=float, default=d.result_ttl_seconds, help="result URL validity, seconds")
-    parser.add_argument("--retention", type=float, default=d.task_retention_seconds, help="seconds a finished task is kept")
-    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / (1024 * 1024), help="largest accepted upload, MB")
+    parser.add_argument("--retention", type=float, default=d.task_retention_seconds,
+                        help="seconds a finished task is kept")
+    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / (1024 * 1024),
+                        help="largest accepted upload, MB")
     parser.add_argument("--credits", type=int, default=None, help="credit balance (default unlimited)")
     parser.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds on rate-limit 429s")
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter RNG and URL signing")

@@ -274,5 +274,5 @@ class Emulator:
                 return
             try:
                 self.store.settle()
-            except Exception:  # noqa: BLE001 - keep the scheduler alive
+            except Exception:  # keep the scheduler alive
                 pass

@@ -30,7 +30,8 @@ class BodyError(Exception):
 class BodyStream:
     """Reads a request body from ``rfile`` per its headers, chunk by chunk."""
 
-    def __init__(self, rfile: IO[bytes] | io.BufferedIOBase, content_length: str | None, transfer_encoding: str | None) -> None:
+    def __init__(self, rfile: IO[bytes] | io.BufferedIOBase, content_length: str | None,
+                 transfer_encoding: str | None) -> None:
         self._rfile = rfile
         self._chunked = (transfer_encoding or "").lower().strip() == "chunked"
         self._left = 0 if self._chunked else int(content_length or 0)

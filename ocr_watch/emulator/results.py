@@ -142,7 +142,8 @@ def _rels(targets: list[tuple[str, str]]) -> str:
     body = "".join(
         f'<Relationship Id="rId{i}" Type="{t}" Target="{target}"/>' for i, (t, target) in enumerate(targets, 1)
     )
-    return _XML + '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">' + body + "</Relationships>"
+    namespace = "http://schemas.openxmlformats.org/package/2006/relationships"
+    return _XML + f'<Relationships xmlns="{namespace}">' + body + "</Relationships>"
 
 
 def _render_docx(lines: list[str]) -> bytes:

@@ -109,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
     def emu(self) -> Emulator:
         return self.server.emulator
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.server.label, format % args)  # request line only, never headers
 
     def _begin(self) -> None:

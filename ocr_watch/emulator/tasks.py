@@ -284,5 +284,5 @@ class TaskStore:
 def expires_at(done_wall: float, ttl: float, expired: bool) -> int:
     """The ``Expires`` value for a URL issued at ``done_wall``."""
     if expired:
-        return int(math.floor(done_wall)) - 1
-    return int(math.ceil(done_wall + ttl))
+        return math.floor(done_wall) - 1
+    return math.ceil(done_wall + ttl)

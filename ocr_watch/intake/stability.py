@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ocr_watch.intake.identity import FileStamp, stamp
 
-__all__ = ["SettleTracker", "WRITER_RECHECK_S"]
+__all__ = ["WRITER_RECHECK_S", "SettleTracker"]
 
 # How often a file still open for writing is looked at again, at least (settle_seconds may be 0).
 WRITER_RECHECK_S = 1.0

@@ -4,4 +4,4 @@ from .integrity import JournalError
 from .states import TERMINAL, FileState, IllegalTransition
 from .store import Journal, Row
 
-__all__ = ["FileState", "IllegalTransition", "Journal", "JournalError", "Row", "TERMINAL"]
+__all__ = ["TERMINAL", "FileState", "IllegalTransition", "Journal", "JournalError", "Row"]

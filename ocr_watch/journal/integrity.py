@@ -22,8 +22,15 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["JournalError", "Before", "look_before_opening", "check_after_opening", "marker_path",
-           "new_journal_id", "write_marker"]
+__all__ = [
+    "Before",
+    "JournalError",
+    "check_after_opening",
+    "look_before_opening",
+    "marker_path",
+    "new_journal_id",
+    "write_marker",
+]
 
 MARKER_SUFFIX = ".id"
 

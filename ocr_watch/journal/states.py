@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FileState", "TERMINAL", "ALLOWED", "IllegalTransition", "check_transition"]
+__all__ = ["ALLOWED", "TERMINAL", "FileState", "IllegalTransition", "check_transition"]
 
 
 class FileState(enum.StrEnum):

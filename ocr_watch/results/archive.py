@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 from ocr_watch.fsops import fsync_dir, move_no_clobber
 
-__all__ = ["finish_source", "ON_SUCCESS_MODES"]
+__all__ = ["ON_SUCCESS_MODES", "finish_source"]
 
 ON_SUCCESS_MODES = ("archive", "delete", "keep")
 

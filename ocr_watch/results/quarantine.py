@@ -21,11 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ocr_watch.names import readable
 from ocr_watch.fsops import atomic_write_bytes, move_no_clobber
-from ocr_watch.names import NAME_MAX, fit_name, sibling_candidates
+from ocr_watch.names import NAME_MAX, fit_name, readable, sibling_candidates
 
-__all__ = ["FailureReport", "quarantine_file", "report_path_for", "retire_report", "REPORT_SUFFIX"]
+__all__ = ["REPORT_SUFFIX", "FailureReport", "quarantine_file", "report_path_for", "retire_report"]
 
 REPORT_SUFFIX = ".error.json"
 REPORT_SCHEMA = 1

@@ -35,7 +35,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-__all__ = ["InboxHandler", "Reason", "Report", "EVENTS_OF_INTEREST"]
+__all__ = ["EVENTS_OF_INTEREST", "InboxHandler", "Reason", "Report"]
 
 
 class Reason(enum.StrEnum):

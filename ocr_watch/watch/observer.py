@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TypeVarTuple, Unpack
+from typing import TypeVarTuple
 
 import structlog
 from watchdog.events import DirDeletedEvent, FileSystemEvent, FileSystemEventHandler
@@ -34,7 +34,7 @@ from watchdog.observers.polling import PollingObserver
 
 from .handler import EVENTS_OF_INTEREST, InboxHandler, Report
 
-__all__ = ["Health", "InboxWatcher", "OVERFLOW_LOGGER", "OVERFLOW_MESSAGE"]
+__all__ = ["OVERFLOW_LOGGER", "OVERFLOW_MESSAGE", "Health", "InboxWatcher"]
 
 log = structlog.get_logger("ocr_watch.watch")
 
@@ -229,13 +229,13 @@ _Args = TypeVarTuple("_Args")
 
 
 def on_loop(loop: asyncio.AbstractEventLoop | None,
-            fn: Callable[[Unpack[_Args]], object]) -> Callable[[Unpack[_Args]], None]:
+            fn: Callable[[*_Args], object]) -> Callable[[*_Args], None]:
     """`fn`, called on `loop` from whatever thread calls the result (as is, without a loop).
     A call after the loop closed (the daemon is stopping) is dropped."""
     if loop is None:
         return fn  # type: ignore[return-value]  # its result is ignored either way
 
-    def cross(*args: Unpack[_Args]) -> None:
+    def cross(*args: *_Args) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
             loop.call_soon_threadsafe(fn, *args)
     return cross

@@ -34,7 +34,8 @@ def envelope(status: int, message: str = "success", data: Any = None, http: int 
     return httpx.Response(http if http is not None else status, json=body)
 
 
-def run(handler: Handler, work: Callable[[PicWishClient], Any], **kwargs: Any) -> tuple[Any, list[httpx.Request], PicWishClient]:
+def run(handler: Handler, work: Callable[[PicWishClient], Any],
+        **kwargs: Any) -> tuple[Any, list[httpx.Request], PicWishClient]:
     """Run ``work(client)`` with a client whose every request goes to ``handler``."""
     seen: list[httpx.Request] = []
 
@@ -52,7 +53,8 @@ def run(handler: Handler, work: Callable[[PicWishClient], Any], **kwargs: Any) -
     return result, seen, client
 
 
-def expect_error(handler: Handler, work: Callable[[PicWishClient], Any], cls: type[ApiError]) -> tuple[ApiError, list[httpx.Request]]:
+def expect_error(handler: Handler, work: Callable[[PicWishClient], Any],
+                 cls: type[ApiError]) -> tuple[ApiError, list[httpx.Request]]:
     caught: list[ApiError] = []
 
     async def guarded(client: PicWishClient) -> None:
@@ -161,7 +163,8 @@ class TestTransportErrors:
             (httpx.WriteError, ServerError, True),
         ],
     )
-    def test_mapping(self, source: pathlib.Path, error: type[httpx.TransportError], cls: type[ApiError], create_ambiguous: bool) -> None:
+    def test_mapping(self, source: pathlib.Path, error: type[httpx.TransportError], cls: type[ApiError],
+                     create_ambiguous: bool) -> None:
         """httpx errors become our classes, chained with `from`, ambiguous only for a create."""
 
         def boom(request: httpx.Request) -> httpx.Response:
@@ -227,7 +230,8 @@ class TestDownload:
     def test_no_key_no_token_atomic_write(self, tmp_path: pathlib.Path) -> None:
         """The result host never sees the key; no token is taken; the file lands whole."""
         dest = tmp_path / "out.txt"
-        written, seen, client = run(lambda r: httpx.Response(200, content=b"hello" * 1000), lambda c: c.download_result(self.URL, dest))
+        written, seen, client = run(lambda r: httpx.Response(200, content=b"hello" * 1000),
+                                    lambda c: c.download_result(self.URL, dest))
         assert written == 5000 and dest.read_bytes() == b"hello" * 1000
         assert "X-API-KEY" not in seen[0].headers
         assert client.bucket.stats["granted"] == 0
@@ -306,7 +310,8 @@ class TestDownload:
             (httpx.Response(200, headers={"Content-Length": "100"}, content=b"x" * 50), ServerError),
         ],
     )
-    def test_failures_leave_nothing(self, tmp_path: pathlib.Path, response: httpx.Response, cls: type[ApiError]) -> None:
+    def test_failures_leave_nothing(self, tmp_path: pathlib.Path, response: httpx.Response,
+                                    cls: type[ApiError]) -> None:
         """Expired, gone, failed or short downloads raise and leave no file or temp file."""
         dest = tmp_path / "out.txt"
         exc, _ = expect_error(lambda r: response, lambda c: c.download_result(self.URL, dest), cls)

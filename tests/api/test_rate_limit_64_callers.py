@@ -4,6 +4,7 @@ rate the emulator sees is within 10 % of 2 req/s."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -59,5 +60,5 @@ def test_rate_limit_64_callers(make_emulator: Callable[..., Emulator], emu_key: 
     assert {r["method"] for r in log} == {"GET", "POST"}
     assert len(arrivals) >= REQUESTS
     assert abs(achieved - RATE) / RATE < 0.10, f"{len(arrivals)} requests in {span:.2f}s = {achieved:.3f}/s"
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert min(gaps) > 0.5 / RATE, f"two requests only {min(gaps):.3f}s apart"

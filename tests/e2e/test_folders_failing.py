@@ -179,7 +179,7 @@ def test_an_archive_that_cannot_be_written_is_waited_for_and_the_sources_end_the
     for rel, data in files.items():
         workspace.drop(rel, data)
     wait_for(lambda: workspace.files(workspace.outbox) == ["a.txt", "sub/b.txt"], 60, what="outputs written")
-    wait_for(lambda: len(states(workspace)) == 2 and set(states(workspace).values()) <= {"finishing", "done"}
+    wait_for(lambda: (len(states(workspace)) == 2 and set(states(workspace).values()) <= {"finishing", "done"})
              or None, 30, what="both past their download")
     time.sleep(1.0)  # the scenario: the archive stays broken a while (retries back off to 1 s)
     assert set(states(workspace).values()) == {"finishing"}, "a file gave up on the archive"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ocr_watch.api.callbacks import callback_token
+from ocr_watch.testing import EMU_KEY, Daemon, Workspace, free_port, png_bytes, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -120,7 +121,6 @@ def json_lines(stderr: bytes) -> list[dict[str, Any]]:
 MISBEHAVING_LIBRARY = """
 import logging, runpy, sys
 from ocr_watch import logs
-from ocr_watch.testing import Daemon, EMU_KEY, free_port, png_bytes, wait_for, Workspace
 configure = logs.configure
 def configured(*args, **kwargs):
     out = configure(*args, **kwargs)
@@ -191,7 +191,8 @@ def test_a_flood_of_refused_callbacks_costs_the_daemons_log_a_line_or_two(
 def test_a_refusal_to_start_is_a_json_line_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     """Config errors come before logging is set up; they are JSON all the same."""
     config = tmp_path / "config.yaml"
-    config.write_text("folders: {inbox: in, outbox: out, quarantine: q}\napi: {key: abcdefgh, requests_per_second: x}\n")
+    config.write_text("folders: {inbox: in, outbox: out, quarantine: q}\n"
+                      "api: {key: abcdefgh, requests_per_second: x}\n")
     result = subprocess.run([sys.executable, "-m", "ocr_watch", "run", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2

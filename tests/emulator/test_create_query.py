@@ -221,7 +221,7 @@ def test_request_log_and_tasks_listing(emulator: Emulator, wait_for: Any) -> Non
         body = poll_done(c, task_id, wait_for)
     assert httpx.get(body["data"]["file"]).status_code == 200
     log = emulator.requests()
-    assert [e["host"] for e in log][0] == "api" and log[-1]["host"] == "result"
+    assert log[0]["host"] == "api" and log[-1]["host"] == "result"
     assert all(set(e) >= {"t", "host", "method", "path", "api_key_present", "status", "task_id", "fault"} for e in log)
     assert log[0]["task_id"] == task_id and log[0]["status"] == 200 and log[0]["api_key_present"]
     assert log[-1]["api_key_present"] is False

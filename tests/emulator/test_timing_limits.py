@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -98,7 +98,7 @@ def test_retention_forgets_task(make_emulator: Any, wait_for: Any) -> None:
 
 
 class _Sink(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []  # shared by the handler instances of one test
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -112,7 +112,7 @@ class _Sink(BaseHTTPRequestHandler):
 
 
 def test_callbacks_follow_each_state(emulator: Emulator, wait_for: Any) -> None:
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []  # shared by the handler instances of one test
     handler = type("Sink", (_Sink,), {"received": received})
     sink = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=sink.serve_forever, daemon=True).start()

@@ -181,7 +181,8 @@ class TestErrors:
         assert "failed 3 times" in report["reason"]
         assert emulator.stats()["create_requests"] == 3
 
-    async def test_a_refused_key_pauses_work_and_quarantines_nothing(self, harness: Harness, emulator: Emulator) -> None:
+    async def test_a_refused_key_pauses_work_and_quarantines_nothing(self, harness: Harness,
+                                                                     emulator: Emulator) -> None:
         rows = [harness.drop(f"k{n}.png", png_bytes(n)) for n in range(3)]
         pool = await harness.run(lambda p: p.account_problem is not None, key="wrong-key", rows=rows)
         assert pool.counts["quarantined"] == 0
@@ -189,7 +190,8 @@ class TestErrors:
         assert emulator.stats()["create_requests"] == 1, "one refusal pauses everything; no hammering"
         assert "wrong-key" not in (pool.account_problem or "")
 
-    async def test_an_expired_result_url_quarantines_with_the_task_id(self, harness: Harness, emulator: Emulator) -> None:
+    async def test_an_expired_result_url_quarantines_with_the_task_id(self, harness: Harness,
+                                                                      emulator: Emulator) -> None:
         emulator.add_fault("expired_url")
         row = harness.drop("e.png", png_bytes(8))
         await harness.run(finished(1), rows=[row])
