@@ -10,7 +10,7 @@ Modules: ``settings`` (knobs), ``tasks`` (lifecycle and credits), ``ratelimit``
 (token buckets), ``faults`` (fault rules and file-name triggers), ``results``
 (result bytes, sniffing), ``signing`` (result URLs), ``multipart`` (streaming
 upload), ``validation`` (400 rules), ``callbacks`` (callback_url delivery),
-``server`` (HTTP handlers), ``emulator`` (wiring), ``cli``.
+``http`` (server and handler plumbing), ``server`` (the routes), ``emulator`` (wiring), ``cli``.
 
 Create checks, in order: X-API-KEY (401), rate limit (429), body parsing (413 as
 soon as the file passes ``max_upload_bytes``, then the connection is closed;
