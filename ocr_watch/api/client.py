@@ -3,7 +3,7 @@
 Every call to the API host first takes a token from one shared :class:`TokenBucket`, so
 the key's rate limit holds however many files are in flight; a 429 slows the bucket and
 the same request is sent again (a 429'd create created nothing). Every other failure is
-translated here, once, into the tree in :mod:`ocr_watch.api.errors`.
+translated once, by :mod:`ocr_watch.api.answers`, into the tree in :mod:`ocr_watch.api.errors`.
 
 The API key travels only in an ``X-API-KEY`` header added to each API-host request; it is
 never a client-wide header, never sent to the result host, never followed through a
@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.utils
 import mimetypes
 import pathlib
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from types import TracebackType
-from typing import IO, Any, Literal, NoReturn, cast
+from typing import IO, Any, cast
 
 import httpx
 
@@ -30,15 +29,19 @@ from ocr_watch.fsops import AtomicFile
 from ocr_watch.intake.identity import FileStamp
 from ocr_watch.intake.source import SentReader
 
-from .errors import (
-    AccountError,
-    PermanentError,
-    RateLimited,
-    ResultUnavailable,
-    ServerError,
-    ServiceUnreachable,
+from .answers import (
+    Kind,
+    decode,
+    parse_retry_after,
+    raise_for_download_status,
+    raise_for_status,
+    raise_for_task_state,
+    raise_transport,
+    safe_url,
 )
-from .models import CreateOptions, Task, describe_state
+from .body import Coalesced, close_upload
+from .errors import RateLimited, ServerError
+from .models import CreateOptions, Task
 from .ratelimit import TokenBucket
 
 __all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
@@ -56,43 +59,6 @@ DOWNLOAD_GRACE_S = 30.0  # ...once this much time has passed (a slow start is no
 
 _TASKS_PATH = "/api/tasks/document/ocr"
 _CHUNK_BYTES = 1024 * 1024
-_MAX_MESSAGE_CHARS = 300
-_CREDIT_WORDS = ("credit", "balance", "quota", "insufficient", "recharge")
-
-_Kind = Literal["create", "query", "download"]
-
-
-def raise_for_task_state(task: Task) -> None:
-    """Raise :class:`PermanentError` for a failed task (state < 0); otherwise do nothing."""
-    if task.state >= 0:
-        return
-    reason = describe_state(task.state)
-    detail = f" ({task.message})" if task.message and task.message != "success" else ""
-    raise PermanentError(
-        f"the service could not convert this file: {reason}{detail}",
-        task_state=task.state,
-    )
-
-
-def _safe_url(url: httpx.URL | str) -> str:
-    """The URL without query or credentials (a result URL's signature is a secret too)."""
-    parsed = httpx.URL(str(url))
-    port = f":{parsed.port}" if parsed.port is not None else ""
-    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +188,7 @@ class PicWishClient:
                     files={"image_file": (filename, cast(IO[bytes], handle), mime)},
                     headers=self._key_header(),
                 )
-                request.stream = _Coalesced(request.stream)
+                request.stream = Coalesced(request.stream)
             except BaseException:
                 handle.close()
                 raise
@@ -261,7 +227,7 @@ class PicWishClient:
         return {"X-API-KEY": self._api_key}
 
     async def _call(
-        self, kind: _Kind, build: Callable[[], httpx.Request], priority: int
+        self, kind: Kind, build: Callable[[], httpx.Request], priority: int
     ) -> tuple[dict[str, Any], float]:
         """Send one API request, absorbing 429s; return the parsed envelope of a 200 and
         the wall time that request was sent (after the token-bucket wait)."""
@@ -274,11 +240,11 @@ class PicWishClient:
             try:
                 response = await self._send(kind, request)
             finally:
-                _close_upload(request)
-            body, status = self._decode(kind, response)
+                close_upload(request)
+            body, status = decode(kind, response)
             if status == 429:
                 self._rate_limited += 1
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 self.bucket.penalize(retry_after)
                 if attempt >= self._max_rate_limit_retries:
                     raise RateLimited(
@@ -292,10 +258,10 @@ class PicWishClient:
                 continue
             self.bucket.note_success()  # not throttled, even if it failed otherwise
             if status != 200:
-                self._raise_for_status(kind, status, body)
+                raise_for_status(kind, status, body, self._api_key)
             return body, sent_at
 
-    async def _send(self, kind: _Kind, request: httpx.Request) -> httpx.Response:
+    async def _send(self, kind: Kind, request: httpx.Request) -> httpx.Response:
         """Send and read the whole (small) answer; map transport errors once, here.
 
         The answer must be read whole within `answer_timeout_s` of the request being sent
@@ -315,97 +281,19 @@ class PicWishClient:
                     sent_whole = True
                     deadline.reschedule(loop.time() + self.answer_timeout_s)
 
-                if isinstance(request.stream, _Coalesced):
+                if isinstance(request.stream, Coalesced):
                     request.stream.on_end = arm  # armed when the upload's last byte is sent
                 else:
                     arm()
                 return await self._http.send(request)
         except TimeoutError:
-            text = (f"the answer from {_safe_url(request.url)} did not arrive whole within "
+            text = (f"the answer from {safe_url(request.url)} did not arrive whole within "
                     f"{self.answer_timeout_s:g} s (api.answer_timeout_seconds)")
             if kind == "create":
                 text += "; the task may have been created"
             raise ServerError(text, ambiguous=kind == "create") from None
         except httpx.HTTPError as exc:
-            self._raise_transport(kind, exc, sent_whole=sent_whole)
-
-    def _raise_transport(self, kind: _Kind, exc: httpx.HTTPError, *, sent_whole: bool = True) -> NoReturn:
-        where = _safe_url(exc.request.url) if _has_request(exc) else "the service"
-        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-            raise ServiceUnreachable(
-                f"could not connect to {where}: {type(exc).__name__}", ambiguous=False
-            ) from exc
-        ambiguous = kind == "create" and sent_whole
-        if isinstance(exc, httpx.TimeoutException):
-            text = f"timed out waiting for {where} ({type(exc).__name__})"
-        elif kind == "create" and not sent_whole:
-            text = (f"the connection to {where} broke before the upload was sent whole "
-                    f"({type(exc).__name__}); no task can have been created")
-        else:
-            text = f"the connection to {where} broke before the whole answer arrived ({type(exc).__name__})"
-        if ambiguous:
-            text += "; the task may have been created"
-        raise ServerError(text, ambiguous=ambiguous) from exc
-
-    def _decode(self, kind: _Kind, response: httpx.Response) -> tuple[dict[str, Any], int]:
-        """Return the envelope and the effective status (HTTP status, else body status)."""
-        try:
-            parsed = response.json()
-        except ValueError:
-            parsed = None
-        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-        if response.status_code != 200:
-            return body, response.status_code
-        status = body.get("status")
-        if not isinstance(status, int) or isinstance(status, bool):
-            raise ServerError(
-                "the service sent an answer that could not be read",
-                status_code=response.status_code,
-                ambiguous=kind == "create",
-            )
-        return body, status
-
-    def _raise_for_status(self, kind: _Kind, status: int, body: dict[str, Any]) -> NoReturn:
-        said = self._service_message(body)
-        suffix = f": {said}" if said else ""
-        lowered = said.lower()
-        if status == 402 or (status >= 400 and any(w in lowered for w in _CREDIT_WORDS)):
-            raise AccountError(f"the account has no credits left{suffix}", status_code=status, credits=True)
-        if status in (401, 403):
-            raise AccountError(
-                f"the API key was refused or the service is not activated{suffix}",
-                status_code=status,
-            )
-        if status == 404:
-            if kind == "query":
-                raise ResultUnavailable(
-                    f"the service no longer knows this task{suffix}",
-                    status_code=status,
-                )
-            raise AccountError(
-                f"the service has no such endpoint; check the base URL{suffix}", status_code=status
-            )
-        if status == 413:
-            raise PermanentError(f"the file is too large for the service{suffix}", status_code=status)
-        if status >= 500:
-            # An explicit error answer means the create was not done, except when a gateway
-            # gave up waiting (502/504): the service behind it may still have made the task.
-            raise ServerError(
-                f"the service failed ({status}){suffix}",
-                status_code=status,
-                ambiguous=kind == "create" and status in (502, 504),
-            )
-        if 400 <= status < 500:
-            raise PermanentError(f"the service rejected the request{suffix}", status_code=status)
-        raise ServerError(f"the service gave an unexpected answer ({status}){suffix}", status_code=status)
-
-    def _service_message(self, body: dict[str, Any]) -> str:
-        """The service's own words, trimmed, with the key scrubbed should it be echoed."""
-        message = body.get("message")
-        if not isinstance(message, str):
-            return ""
-        message = " ".join(message.split())[:_MAX_MESSAGE_CHARS]
-        return message.replace(self._api_key, "***")
+            raise_transport(kind, exc, sent_whole=sent_whole)
 
     # -- result host -------------------------------------------------------------------
 
@@ -436,7 +324,7 @@ class PicWishClient:
                 async with self._results.stream("GET", url) as response:
                     if response.status_code != 200:
                         await response.aread()
-                        _raise_for_download_status(response.status_code, _safe_url(url))
+                        raise_for_download_status(response.status_code, safe_url(url))
                     async for chunk in response.aiter_bytes(_CHUNK_BYTES):
                         out.write(chunk)
                         written += len(chunk)
@@ -448,79 +336,17 @@ class PicWishClient:
                 received = response.num_bytes_downloaded if encoded else written
         except TimeoutError:
             raise ServerError(
-                f"the result download from {_safe_url(url)} was slower than "
+                f"the result download from {safe_url(url)} was slower than "
                 f"{self.download_min_bps:g} bytes/s (api.download_min_bytes_per_second): "
                 f"{written} bytes in {loop.time() - started:.0f} s", ambiguous=False) from None
         except httpx.HTTPError as exc:
-            self._raise_transport("download", exc)
+            raise_transport("download", exc)
         if expected is not None and expected.isdigit() and int(expected) != received:
             raise ServerError(
-                f"the result download from {_safe_url(url)} was cut short "
+                f"the result download from {safe_url(url)} was cut short "
                 f"({received} of {expected} bytes)",
                 ambiguous=False,
             )
         return written
 
 
-def _raise_for_download_status(status: int, where: str) -> NoReturn:
-    if status == 403:
-        raise ResultUnavailable(f"the result URL has expired ({where})", status_code=status)
-    if status in (404, 410):
-        raise ResultUnavailable(f"the result is no longer available ({where})", status_code=status)
-    if status == 429 or status >= 500:
-        raise ServerError(f"the result host failed ({status}) for {where}", status_code=status)
-    raise ResultUnavailable(f"the result host refused the download ({status}) for {where}", status_code=status)
-
-
-def _has_request(exc: httpx.HTTPError) -> bool:
-    try:
-        return exc.request is not None  # a property that raises when the error has no request
-    except RuntimeError:
-        return False
-
-
-class _Coalesced(httpx.AsyncByteStream):
-    """httpx's multipart body, in writes of up to 64 KiB instead of one per part.
-
-    Measured: a small upload went out in 14 socket sends, each through anyio's cancel
-    scopes, which made create the costliest call of a file (1.9 ms of CPU). Joining the
-    small pieces makes it one send; memory stays bounded by the chunk size.
-    """
-
-    def __init__(self, inner: Any, chunk_bytes: int = 64 * 1024) -> None:
-        self._inner = inner
-        self._chunk_bytes = chunk_bytes
-        self.on_end: Callable[[], None] | None = None  # told when the last byte has been handed on
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        pending: list[bytes] = []
-        size = 0
-        async for piece in self._inner:
-            pending.append(piece)
-            size += len(piece)
-            if size >= self._chunk_bytes:
-                yield b"".join(pending)
-                pending, size = [], 0
-        if pending:
-            yield b"".join(pending)
-        if self.on_end is not None:
-            self.on_end()
-
-    @property
-    def fields(self) -> Any:
-        """The inner stream's parts, so the upload's file handle can still be closed."""
-        return getattr(self._inner, "fields", ())
-
-    async def aclose(self) -> None:
-        close = getattr(self._inner, "aclose", None)
-        if close is not None:
-            await close()
-
-
-def _close_upload(request: httpx.Request) -> None:
-    """Close the file object handed to httpx for a multipart upload."""
-    stream = request.stream
-    for field in getattr(stream, "fields", ()):
-        handle = getattr(field, "file", None)
-        if handle is not None and hasattr(handle, "close"):
-            handle.close()
