@@ -23,16 +23,17 @@ import structlog
 
 from ocr_watch import config as cfgmod
 from ocr_watch.admission import Admission
-from ocr_watch.intake.source import ignore_lease_breaks
 from ocr_watch.api import CreateOptions, PicWishClient
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
-from ocr_watch.journal import Journal
-from ocr_watch.pool import Pool, PoolSettings
-from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY, PlannerMemory
 from ocr_watch.fsops import remove_stale_temps
+from ocr_watch.intake.source import ignore_lease_breaks
+from ocr_watch.journal import Journal
+from ocr_watch.pool import PollPlanner, Pool, PoolSettings
+from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY
+from ocr_watch.pool.memory import PlannerMemory
 from ocr_watch.watch import InboxWatcher, keep_watching
 
-__all__ = ["Outcome", "serve", "pool_settings"]
+__all__ = ["Outcome", "pool_settings", "serve"]
 
 log = structlog.get_logger("ocr_watch.daemon")
 
@@ -131,26 +132,28 @@ async def serve(
                            requests_per_second=config.api.requests_per_second,
                            answer_timeout_s=config.api.answer_timeout_seconds,
                            download_min_bps=config.api.download_min_bytes_per_second)
-    # A newer version of a file seen while its row was in flight is admitted when it leaves.
-    pool = Pool(journal, client, settings, on_released=lambda rel: admission.released(rel))
-    memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, pool.poller.planner)
+    planner = PollPlanner(min_interval_s=settings.poll_min_interval_s, max_interval_s=settings.poll_max_interval_s)
     activity = asyncio.Event()
+    # A newer version of a file seen while its row was in flight is admitted when it leaves.
+    pool = Pool(journal, client, settings, planner=planner, on_change=activity.set,
+                on_released=lambda rel: admission.released(rel))
+    memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, planner)
     admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
                           settle_s=config.watch.settle_seconds, activity=activity)
-    pool.on_change = activity.set
 
     watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
     watcher = InboxWatcher(config.folders.inbox, admission.report, loop=loop,
                            mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
                            on_trouble=watch_trouble.set, on_overflow=admission.spawn_scan)
     receiver = None if token is None else CallbackReceiver(
-        config.callback.listen_host, config.callback.listen_port, token, pool.poller.deliver, loop)
+        config.callback.listen_host, config.callback.listen_port, token, pool.deliver, loop)
 
     def snapshot() -> Outcome:
+        stats = pool.stats
         outcome.admitted = admission.admitted
-        outcome.done = pool.counts["done"]
-        outcome.quarantined = pool.counts["quarantined"]
-        outcome.in_flight = pool.in_flight
+        outcome.done = stats.done
+        outcome.quarantined = stats.quarantined
+        outcome.in_flight = stats.in_flight
         outcome.account_problem = pool.account_problem
         return outcome
 
@@ -186,7 +189,7 @@ async def serve(
                 on_progress(snapshot())
             if once and (admission.idle and pool.idle):
                 break
-            if once and pool.account_problem and (pool.account.key_refused or not pool.paid_in_flight):
+            if once and pool.account_problem and (pool.key_refused or not pool.paid_in_flight):
                 break
             waiter = asyncio.create_task(activity.wait())
             crashed = [t for t in tasks if t.done()]
@@ -196,7 +199,8 @@ async def serve(
             waiter.cancel()
         stopper.cancel()
     finally:
-        log.info("stopping", in_flight=pool.in_flight, queued=pool.queue.qsize())
+        stats = pool.stats
+        log.info("stopping", in_flight=stats.in_flight, queued=stats.queued)
         await asyncio.to_thread(watcher.stop)
         if receiver is not None:
             # Callbacks from now on are lost; a restart queries those tasks.

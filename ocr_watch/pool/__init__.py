@@ -1,6 +1,8 @@
 """The bounded pool that carries files from the queue to the outbox or quarantine."""
 
-from .pool import Pool
+from .planner import PollPlanner
+from .pool import Pool, PoolStats
+from .service import OcrService
 from .settings import PoolSettings
 
-__all__ = ["Pool", "PoolSettings"]
+__all__ = ["OcrService", "PollPlanner", "Pool", "PoolSettings", "PoolStats"]

@@ -20,7 +20,7 @@ import structlog
 
 from ocr_watch.api import AccountError
 
-__all__ = ["AccountGate", "PROBE_EVERY_S"]
+__all__ = ["PROBE_EVERY_S", "AccountGate"]
 
 log = structlog.get_logger("ocr_watch.pool")
 
@@ -118,7 +118,7 @@ class AccountGate:
         self._on_change()
         self._wake()
 
-    def _inconclusive(self, create: bool) -> None:  # noqa: ARG002 - kept symmetric with _answered
+    def _inconclusive(self, create: bool) -> None:  # `create` unused: kept symmetric with _answered
         """The probe failed for another reason (the network): probe again at the next turn."""
         if self._probing:
             self._probing = False

@@ -18,10 +18,10 @@ from typing import TypeVar
 
 import structlog
 
+from ocr_watch.fsops import copy_mode
 from ocr_watch.intake.identity import stamp
 from ocr_watch.journal import Row
 from ocr_watch.results.archive import finish_source
-from ocr_watch.fsops import copy_mode
 from ocr_watch.results.quarantine import FailureReport, quarantine_file
 
 from .settings import PoolSettings

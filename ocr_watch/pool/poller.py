@@ -10,7 +10,11 @@ first: its answer comes to `deliver`, and only a task with no news after `fallba
 queried (then as usual). Whichever answer comes first settles the task; the other is dropped.
 
 The poller decides *when*; what an answer means for the files is the pool's business,
-through the two callbacks it is given.
+through the two handlers it is given. They see a `Polled` snapshot of the task, and their
+return value says whether the task is still polled: the poller stops tracking a task before
+it hands over an answer, and takes it up again only if told to, so a handler that ends a
+task's files (quarantine, which may wait on a folder) never sees that task queried again.
+Its queries run as jobs of the pool's job set (`jobs.py`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import structlog
 
 from ocr_watch.api import ApiError, Task
 
+from .jobs import Jobs
 from .planner import PollPlanner, Reading
 
-__all__ = ["Poller", "Target"]
+__all__ = ["OnError", "OnTask", "Polled", "Poller", "Query"]
 
 log = structlog.get_logger("ocr_watch.poller")
 
@@ -56,9 +61,21 @@ class Target:
     generation: int = field(default=0)
 
 
+@dataclass(frozen=True, slots=True)
+class Polled:
+    """What a handler is told about a task along with an answer."""
+
+    task_id: str
+    age_s: float  # since create, now
+    queries: int  # sent so far, this one included
+    errors: int  # failed queries in a row, this one included if it failed
+
+
 Query = Callable[[str], Awaitable[Task]]
-OnTask = Callable[[Target, Task], Awaitable[None]]
-OnError = Callable[[Target, ApiError], Awaitable[float | None]]
+# A task's answer: whether to go on polling it (only asked of an unfinished task).
+OnTask = Callable[[Polled, Task], Awaitable[bool]]
+# A failed query: seconds until the next one, or None to stop polling the task.
+OnError = Callable[[Polled, ApiError], Awaitable[float | None]]
 
 
 def _is_web_url(url: str | None) -> bool:
@@ -75,6 +92,7 @@ class Poller:
         on_error: OnError,
         planner: PollPlanner,
         *,
+        jobs: Jobs,
         fallback_s: float | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
@@ -90,7 +108,7 @@ class Poller:
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        self._jobs = jobs
         self._early: dict[str, tuple[float, Task]] = {}
         self.callbacks_missed = 0
 
@@ -109,13 +127,19 @@ class Poller:
         fallback = self._fallback_s if callback else None
         target = Target(task_id, created_wall, busy=busy, awaiting_callback=fallback is not None)
         self._targets[task_id] = target
-        early = self._early.pop(task_id, None)
-        if early is not None:
-            self._act_on_callback(target, early[1])
+        if self._early_callback(target):
             return
         age = max(0.0, self._wall() - created_wall)
         first = fallback if fallback is not None else self.planner.first_delay(busy=busy)
         self._schedule(target, max(0.0, first - age))
+
+    def _early_callback(self, target: Target) -> bool:
+        """Act on a callback that came while the task was not tracked; whether there was one."""
+        early = self._early.pop(target.task_id, None)
+        if early is None:
+            return False
+        self._act_on_callback(target, early[1])
+        return True
 
     def deliver(self, task: Task) -> None:
         """A callback's news of a task. A final state settles it now; a query would say no
@@ -145,11 +169,26 @@ class Poller:
             del self._early[task_id]
         self._early[task.task_id] = (now, task)
 
-    def forget(self, task_id: str) -> None:
-        self._targets.pop(task_id, None)
+    def _forget(self, target: Target) -> bool:
+        """Stop tracking `target`; whether it was still tracked."""
+        if self._targets.get(target.task_id) is not target:
+            return False
+        del self._targets[target.task_id]
+        return True
 
-    def age(self, target: Target) -> float:
+    def _resume(self, target: Target, delay_s: float) -> None:
+        """Track `target` again after a handler said so (unless it was tracked anew meanwhile)."""
+        if target.task_id in self._targets:
+            return
+        self._targets[target.task_id] = target
+        if not self._early_callback(target):
+            self._schedule(target, delay_s)
+
+    def _age(self, target: Target) -> float:
         return max(0.0, self._wall() - target.created_wall)
+
+    def _polled(self, target: Target) -> Polled:
+        return Polled(target.task_id, self._age(target), target.queries, target.errors)
 
     def _schedule(self, target: Target, delay_s: float) -> None:
         target.generation += 1
@@ -160,37 +199,25 @@ class Poller:
             self._wake.set()
 
     async def run(self) -> None:
-        """Sleep until the earliest due query, start it, repeat; until cancelled."""
-        try:
-            while True:
-                now = self._mono()
-                while self._heap and self._heap[0][0] <= now:
-                    _, _, task_id, generation = heapq.heappop(self._heap)
-                    target = self._targets.get(task_id)
-                    if target is None or target.generation != generation:
-                        continue  # forgotten, or rescheduled since
-                    self._spawn(self._poll(target), f"poll {task_id}")
-                timeout = self._heap[0][0] - now if self._heap else None
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    pass
-        finally:
-            for job in list(self._running):
-                job.cancel()
-            if self._running:
-                await asyncio.gather(*self._running, return_exceptions=True)
+        """Sleep until the earliest due query, start it, repeat; until cancelled. Queries under
+        way are jobs of the pool's job set, which ends them at shutdown."""
+        while True:
+            now = self._mono()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, task_id, generation = heapq.heappop(self._heap)
+                target = self._targets.get(task_id)
+                if target is None or target.generation != generation:
+                    continue  # forgotten, or rescheduled since
+                self._spawn(self._poll(target), f"poll {task_id}")
+            timeout = self._heap[0][0] - now if self._heap else None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        job = asyncio.create_task(coro, name=name)
-        self._running.add(job)
-        job.add_done_callback(self._reap)
-
-    def _reap(self, job: asyncio.Task[None]) -> None:
-        self._running.discard(job)
-        if not job.cancelled() and job.exception() is not None:
-            log.error("poll_crashed", error=repr(job.exception()))
+        self._jobs.spawn(coro, name=name, crash_event="poll_crashed")
 
     async def _poll(self, target: Target) -> None:
         target.queries += 1
@@ -198,9 +225,10 @@ class Poller:
             task = await self._query(target.task_id)
         except ApiError as exc:
             target.errors += 1
-            retry_in = await self._on_error(target, exc)
-            if retry_in is not None and target.task_id in self._targets:
-                self._schedule(target, retry_in)
+            tracked = self._forget(target)
+            retry_in = await self._on_error(self._polled(target), exc)
+            if retry_in is not None and tracked:
+                self._resume(target, retry_in)
             return
         if self._targets.get(target.task_id) is not target:
             return  # settled by a callback while this query was out
@@ -216,9 +244,9 @@ class Poller:
             delay = self.planner.next_delay(reading, target.last)
             target.one_reading = self.planner.one_reading(reading, target.last)
             target.last = reading
-            await self._on_task(target, task)
-            if target.task_id in self._targets:
-                self._schedule(target, delay)
+            self._forget(target)
+            if await self._on_task(self._polled(target), task):
+                self._resume(target, delay)
             return
         await self._settle(target, task)
 
@@ -228,8 +256,8 @@ class Poller:
             return
         if task.is_done:
             self.planner.record_done(self._age_when_sent(target, task), target.last)
-        self.forget(target.task_id)
-        await self._on_task(target, task)
+        self._forget(target)
+        await self._on_task(self._polled(target), task)
 
     def _age_when_sent(self, target: Target, task: Task) -> float:
         """The task's age when the query was sent (waiting for a token is not processing
@@ -242,6 +270,6 @@ class Poller:
         if task.is_pending or target.called_back:
             return
         self.callbacks_missed += 1
-        log.warning("callback_missing", task_id=target.task_id, age_s=round(self.age(target), 1),
+        log.warning("callback_missing", task_id=target.task_id, age_s=round(self._age(target), 1),
                     missed=self.callbacks_missed,
                     hint="check that callback.url reaches callback.listen from the internet")

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ocr_watch.api import ApiError, Task
+from ocr_watch.pool.jobs import Jobs
 from ocr_watch.pool.planner import PollPlanner
-from ocr_watch.pool.poller import Poller, Target
+from ocr_watch.pool.poller import Polled, Poller
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 
@@ -48,13 +49,14 @@ class Service:
         return Task(task_id, self.state, 100 if self.state == DONE else 30,
                     URL if self.state == DONE else None, sent_at=time.time())
 
-    async def on_task(self, target: Target, task: Task) -> None:
+    async def on_task(self, polled: Polled, task: Task) -> bool:
         if not task.is_pending:
             self.settled.append((task.task_id, task.state))
             self.urls.append(task.file_url)
             self.changed.set()
+        return True  # go on polling a pending task
 
-    async def on_error(self, target: Target, exc: ApiError) -> float | None:
+    async def on_error(self, polled: Polled, exc: ApiError) -> float | None:
         raise AssertionError(f"no query should fail here: {exc}")
 
     async def until(self, predicate: object, timeout: float = 10.0) -> None:
@@ -66,12 +68,14 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def running(service: Service, fallback_s: float) -> AsyncIterator[Poller]:
+    jobs = Jobs()
     poller = Poller(service.query, service.on_task, service.on_error,
-                    PollPlanner(min_interval_s=0.05, max_interval_s=0.2), fallback_s=fallback_s)
+                    PollPlanner(min_interval_s=0.05, max_interval_s=0.2), jobs=jobs, fallback_s=fallback_s)
     runner = asyncio.create_task(poller.run())
     try:
         yield poller
     finally:
+        await jobs.shutdown(0.0)
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
 

@@ -50,9 +50,8 @@ class Harness:
     async def run(self, until: Callable[[Pool], bool], *, key: str = EMU_KEY, rows: list[Row] | None = None,
                   resume: list[Row] | None = None, timeout: float = 20.0) -> Pool:
         async with PicWishClient(self.emulator.base_url, key, requests_per_second=1000) as client:
-            pool = Pool(self.journal, client, self.settings)
             changed = asyncio.Event()
-            pool.on_change = changed.set
+            pool = Pool(self.journal, client, self.settings, on_change=changed.set)
             if resume:
                 pool.resume(resume)
             for row in rows or []:
@@ -79,7 +78,7 @@ def harness(tmp_path: Path, emulator: Emulator) -> Harness:
 
 
 def finished(n: int) -> Callable[[Pool], bool]:
-    return lambda pool: pool.counts["done"] + pool.counts["quarantined"] >= n
+    return lambda pool: pool.stats.done + pool.stats.quarantined >= n
 
 
 class TestHappyPath:
@@ -98,7 +97,7 @@ class TestHappyPath:
         harness = Harness(tmp_path, emulator, queue_size=2, max_in_flight=1)
         rows = [harness.drop(f"f{n}.png", png_bytes(n)) for n in range(7)]
         pool = await harness.run(finished(7), rows=rows)
-        assert pool.counts["done"] == 7
+        assert pool.stats.done == 7
         created = [t["source_name"] for t in sorted(emulator.tasks(), key=lambda t: t["created_t"])]
         assert created == [f"f{n}.png" for n in range(7)]
 
@@ -185,7 +184,7 @@ class TestErrors:
                                                                      emulator: Emulator) -> None:
         rows = [harness.drop(f"k{n}.png", png_bytes(n)) for n in range(3)]
         pool = await harness.run(lambda p: p.account_problem is not None, key="wrong-key", rows=rows)
-        assert pool.counts["quarantined"] == 0
+        assert pool.stats.quarantined == 0
         assert all((harness.settings.inbox / f"k{n}.png").exists() for n in range(3))
         assert emulator.stats()["create_requests"] == 1, "one refusal pauses everything; no hammering"
         assert "wrong-key" not in (pool.account_problem or "")

@@ -1,0 +1,213 @@
+"""The end of a good journey: the result downloaded into the outbox, then the source finished.
+
+*Nothing is lost*: a file leaves the inbox only after its output is complete in the outbox
+(downloaded to a temp name, fsynced, renamed). The output name is chosen once and written in
+the journal before the download, so a restart uses the same one; a source changed since its
+upload never takes the clean name (that is for its final version, processed when this row is
+released).
+
+A result link the service refuses (expired, or not yet served) is asked for again, at most
+FRESH_LINK_TRIES times: the result is paid for, and only a task the service no longer knows
+ends in quarantine. An outbox that refuses the write is our folder failing, waited for; only
+an error no retry can cure (a name the folder refuses) quarantines the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from ocr_watch.api import ApiError, ResultUnavailable, describe_state
+from ocr_watch.fsops import copy_mode
+from ocr_watch.intake.identity import stamp
+from ocr_watch.journal import FileState, Journal, Row
+from ocr_watch.results.naming import output_candidates
+
+from .endings import Endings
+from .failures import Failures
+from .flight import Flight
+from .folders import FolderWaits
+from .jobs import Jobs
+from .policy import folder_may_recover
+from .service import Calls
+from .settings import PoolSettings
+
+__all__ = ["FRESH_LINK_TRIES", "Delivery"]
+
+log = structlog.get_logger("ocr_watch.pool")
+
+# How often one download may ask for a fresh result link before the file is quarantined.
+FRESH_LINK_TRIES = 2
+
+
+def _changed_since(source: Path, row: Row) -> bool:
+    """Whether the source on disk is no longer the file the row's upload read."""
+    try:
+        return stamp(source).key != row.stamp
+    except FileNotFoundError:
+        return False
+
+
+def _output_in_place(dest: Path) -> bool:
+    """Whether an earlier run already renamed the output into place; if not, make its folder."""
+    if dest.exists():
+        return True
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+class Delivery:
+    """Downloads results and finishes sources; see the module docstring."""
+
+    def __init__(self, journal: Journal, calls: Calls, settings: PoolSettings, *, jobs: Jobs, flight: Flight,
+                 failures: Failures, folders: FolderWaits, endings: Endings, wall: Callable[[], float]) -> None:
+        self._journal = journal
+        self._calls = calls
+        self._settings = settings
+        self._jobs = jobs
+        self._flight = flight
+        self._failures = failures
+        self._folders = folders
+        self._endings = endings
+        self._wall = wall
+
+    def begin(self, row: Row, url: str, learnt: float, *, task_state: int | None = None) -> None:
+        """The row's result is at `url` (learnt at wall time `learnt`): note it, fetch it."""
+        values: dict[str, object] = {"result_url": url, "result_url_at": learnt}
+        if task_state is not None:
+            values["last_task_state"] = task_state
+        row = self._journal.update(row.id, FileState.DOWNLOADING, **values)
+        self._jobs.spawn(self.download(row), critical=True)
+
+    async def download(self, row: Row) -> None:
+        """Fetch the result into the outbox, then finish the source."""
+        bound = log.bind(file=row.rel, task_id=row.task_id)
+        fresh_links = 0
+        try:
+            while True:
+                try:
+                    changed = row.output_rel is None and await asyncio.to_thread(
+                        _changed_since, self._settings.inbox / row.rel, row)
+                    row = await self._reserve_output(row, changed=changed)
+                    assert row.output_rel is not None and row.result_url is not None
+                    dest = self._settings.outbox / row.output_rel
+                    if await asyncio.to_thread(_output_in_place, dest):
+                        break  # renamed into place by an earlier run that died before noting it
+                    started = time.monotonic()
+                    size = await self._calls.service.download_result(row.result_url, dest,
+                                                                     mode=copy_mode(row.mode))
+                except ApiError as exc:
+                    if isinstance(exc, ResultUnavailable) and fresh_links < FRESH_LINK_TRIES and row.task_id:
+                        fresh_links += 1
+                        fresh = await self._fresh_link(row, exc)
+                        if fresh is None:
+                            return
+                        row = fresh
+                        continue
+                    retry_in = await self._failures.api_error(row, exc, "download")
+                    if retry_in is None:
+                        return
+                    await self._jobs.pause(retry_in)
+                    row = self._journal.get(row.id)
+                    continue
+                except OSError as exc:
+                    if not folder_may_recover(exc):
+                        await self._failures.quarantine(self._journal.get(row.id), "output",
+                                                        f"the result could not be written in the outbox: {exc}")
+                        return
+                    # Our disk, not the service: the result is paid for and its link lives an
+                    # hour, so wait for space or permission instead of quarantining the source.
+                    row = self._journal.record_error(row.id, stage="output", message=f"cannot write the result: {exc}",
+                                                     count_attempt=False)
+                    await self._folders.failed(row, "outbox", exc)
+                    continue
+                self._folders.works(row, "outbox")
+                bound.info("result_downloaded", output=row.output_rel, bytes=size,
+                           download_s=round(time.monotonic() - started, 3))
+                break
+            row = self._journal.update(row.id, FileState.FINISHING)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            bound.exception("download_crashed")
+            await self._failures.quarantine(self._journal.get(row.id), "output",
+                                            f"could not write the result: {exc!r}")
+            return
+        await self.finish(row)
+
+    async def _fresh_link(self, row: Row, refused: ApiError) -> Row | None:
+        """Query the row's task for a fresh result link; the row with it, or None when the file
+        was quarantined meanwhile (the service no longer knows the task, or the task failed).
+        Any other failure of the query is waited out like a download's."""
+        assert row.task_id is not None
+        log.info("result_link_refused", file=row.rel, task_id=row.task_id, error=refused.message,
+                 action="asking the service for a fresh link")
+        try:
+            task = await self._calls.query(row.task_id)
+        except ApiError as exc:
+            retry_in = await self._failures.api_error(row, exc, "download")
+            if retry_in is None:
+                return None
+            await self._jobs.pause(retry_in)
+            return self._journal.get(row.id)
+        if task.is_failed or not task.file_url:
+            await self._failures.quarantine(
+                row, "download", f"asked for a fresh result link after '{refused.message}', "
+                f"the service said task {row.task_id} is {describe_state(task.state)}", task_state=task.state)
+            return None
+        return self._journal.update(row.id, result_url=task.file_url, result_url_at=self._wall())
+
+    async def _reserve_output(self, row: Row, *, changed: bool = False) -> Row:
+        """Choose the output name once and write it down, so a restart uses the same one."""
+        if row.output_rel is not None:
+            return row
+        assert row.sha256 is not None
+        for index, candidate in enumerate(output_candidates(PurePosixPath(row.rel),
+                                                            self._settings.create_options.format, row.sha256)):
+            if changed and index == 0:
+                continue
+            name = candidate.as_posix()
+            if self._journal.output_taken(name, exclude_id=row.id):
+                continue
+            if await asyncio.to_thread((self._settings.outbox / name).exists):
+                continue
+            return self._journal.update(row.id, output_rel=name)
+        raise RuntimeError("output_candidates ran dry")  # it is infinite; this is a bug guard
+
+    async def finish(self, row: Row) -> None:
+        """The output is complete: now, and only now, the source may leave the inbox.
+
+        An archive (or inbox) that refuses is waited for; the row stays `finishing` meanwhile.
+        Anything no retry can cure leaves the source where it is, noted: the output exists,
+        so the file is done either way.
+        """
+        folder = self._endings.finish_folder
+        while True:
+            try:
+                final, note = await self._endings.finish(row)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:
+                if folder_may_recover(exc):
+                    await self._folders.failed(row, folder, exc)
+                    continue
+                final, note = None, self._finish_failed(row, exc)
+            except Exception as exc:
+                final, note = None, self._finish_failed(row, exc)
+            else:
+                self._folders.works(row, folder)
+            break
+        row = self._journal.update(row.id, FileState.DONE, final_path=str(final) if final else None,
+                                   last_error=note)
+        self._flight.release(row.id, "done")
+        log.info("file_done", file=row.rel, task_id=row.task_id, output=row.output_rel,
+                 source_to=str(final) if final else self._settings.on_success,
+                 total_s=round(self._wall() - row.first_seen, 3), note=note)
+
+    def _finish_failed(self, row: Row, exc: Exception) -> str:
+        log.error("finish_source_failed", file=row.rel, error=repr(exc), exc_info=not isinstance(exc, OSError))
+        return f"output written, but the source could not be moved ({self._settings.on_success}): {exc}"
