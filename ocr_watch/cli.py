@@ -31,7 +31,6 @@ import structlog
 
 from ocr_watch import config as cfgmod
 from ocr_watch import logs, runlock
-from ocr_watch.api.callbacks import callback_token
 from ocr_watch.journal import JournalError
 from ocr_watch.progress import ProgressLine
 from ocr_watch.statusline import StatusLine
@@ -128,10 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "check-config":
         return _check_config(config)
-    secrets = [config.api.key.reveal()] + ([config.ocr.password.reveal()] if config.ocr.password else [])
-    if config.callback.url:
-        secrets.append(callback_token(config.api.key.reveal()))
-    out = logs.configure(config.log_level, secrets=secrets)
+    from ocr_watch import daemon
+
+    out = logs.configure(config.log_level, secrets=daemon.secrets(config))
     # Before the journal is opened: one daemon per state_dir and per inbox.
     try:
         lock = runlock.acquire(config.state_dir, config.folders.inbox)

@@ -3,10 +3,11 @@
 Start: open the journal, recall what the poll planner learnt last time, resume every live
 row (polling known tasks, finishing moves), start the watcher *before* the first scan (so
 nothing dropped in between is missed), scan.
-Stop (SIGTERM, SIGINT, or `once` finding nothing left to do): stop the watcher, stop taking
-new work, let uploads, downloads and moves under way finish within a grace period, cancel
-the rest (their state is in the journal), save what the planner learnt, close the client
-and the journal.
+Stop (SIGTERM, SIGINT, `once` finding nothing left to do, or a stage that crashed): stop the
+watcher, stop taking new work, let uploads, downloads and moves under way finish within a
+grace period, cancel the rest (their state is in the journal), save what the planner learnt,
+close the client and the journal. The order is declared once: each stage registers its stop
+on an exit stack where it starts, and the stack stops them in reverse.
 
 `run` and `once` share this code; `once` only adds a condition to stop on.
 """
@@ -14,6 +15,7 @@ and the journal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -116,73 +118,85 @@ async def serve(
             stop.set()
 
     ignore_lease_breaks()  # admission's writer check takes a read lease for an instant
-    if handle_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_because, "signal")
-    timer = None if timeout_s is None else loop.call_later(timeout_s, stop_because, "timeout")
-
-    # One token for the URL the service is given and for the receiver that checks it.
-    token = url = None
-    if config.callback.url:
-        token = callback_token(config.api.key.reveal())
-        url = callback_url(config.callback.url, token)
-    settings = pool_settings(config, url)
-    journal = Journal(config.state_dir / "journal.sqlite3")
-    client = PicWishClient(config.api.base_url, config.api.key.reveal(),
-                           requests_per_second=config.api.requests_per_second,
-                           answer_timeout_s=config.api.answer_timeout_seconds,
-                           download_min_bps=config.api.download_min_bytes_per_second)
-    planner = PollPlanner(min_interval_s=settings.poll_min_interval_s, max_interval_s=settings.poll_max_interval_s)
-    activity = asyncio.Event()
-    # A newer version of a file seen while its row was in flight is admitted when it leaves.
-    pool = Pool(journal, client, settings, planner=planner, on_change=activity.set,
-                on_released=lambda rel: admission.released(rel))
-    memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, planner)
-    admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
-                          settle_s=config.watch.settle_seconds, activity=activity)
-
-    watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
-    watcher = InboxWatcher(config.folders.inbox, admission.report, loop=loop,
-                           mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
-                           on_trouble=watch_trouble.set, on_overflow=admission.spawn_scan)
-    receiver = None if token is None else CallbackReceiver(
-        config.callback.listen_host, config.callback.listen_port, token, pool.deliver, loop)
-
-    def snapshot() -> Outcome:
-        stats = pool.stats
-        outcome.admitted = admission.admitted
-        outcome.done = stats.done
-        outcome.quarantined = stats.quarantined
-        outcome.in_flight = stats.in_flight
-        outcome.account_problem = pool.account_problem
-        return outcome
-
-    for folder in (config.folders.outbox, config.state_dir):
-        for stale in await asyncio.to_thread(remove_stale_temps, folder):
-            log.info("stale_temp_removed", path=str(stale))
-    memory.load()
-    live = journal.live_rows()
-    log.info("starting", mode="once" if once else "run", inbox=str(config.folders.inbox),
-             resuming=len(live), requests_per_second=config.api.requests_per_second,
-             max_in_flight=config.pool.max_in_flight, format=config.ocr.format)
-    pool.resume(live)
+    callback = _callback(config)
+    settings = pool_settings(config, callback[1] if callback else None)
     started = time.monotonic()
-    tasks: list[asyncio.Task[None]] = [
-        asyncio.create_task(pool.run(), name="pool"),
-        asyncio.create_task(admission.run(), name="admission"),
-        asyncio.create_task(memory.keep(), name="planner-memory"),
-    ]
-    try:
-        if receiver is not None:
+    # Each stage is started next to the line that registers how it stops: the stack stops
+    # them in the reverse order, on any exit (a crash of one stage included).
+    async with contextlib.AsyncExitStack() as stages:
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop_because, "signal")
+                stages.callback(loop.remove_signal_handler, sig)
+        if timeout_s is not None:
+            stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
+        journal = Journal(config.state_dir / "journal.sqlite3")
+        stages.callback(journal.close)
+        client = PicWishClient(config.api.base_url, config.api.key.reveal(),
+                               requests_per_second=config.api.requests_per_second,
+                               answer_timeout_s=config.api.answer_timeout_seconds,
+                               download_min_bps=config.api.download_min_bytes_per_second)
+        stages.push_async_callback(client.aclose)
+        planner = PollPlanner(min_interval_s=settings.poll_min_interval_s,
+                              max_interval_s=settings.poll_max_interval_s)
+        activity = asyncio.Event()
+        # A newer version of a file seen while its row was in flight is admitted when it leaves.
+        pool = Pool(journal, client, settings, planner=planner, on_change=activity.set,
+                    on_released=lambda rel: admission.released(rel))
+        admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
+                              settle_s=config.watch.settle_seconds, activity=activity)
+
+        def count_unfinished() -> None:  # while the journal is still open
+            outcome.unfinished = len(journal.live_rows()) + admission.waiting
+        stages.callback(count_unfinished)
+        memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, planner)
+        stages.callback(memory.save)
+
+        def snapshot() -> Outcome:
+            stats = pool.stats
+            outcome.admitted = admission.admitted
+            outcome.done = stats.done
+            outcome.quarantined = stats.quarantined
+            outcome.in_flight = stats.in_flight
+            outcome.account_problem = pool.account_problem
+            return outcome
+
+        for folder in (config.folders.outbox, config.state_dir):
+            for stale in await asyncio.to_thread(remove_stale_temps, folder):
+                log.info("stale_temp_removed", path=str(stale))
+        memory.load()
+        live = journal.live_rows()
+        log.info("starting", mode="once" if once else "run", inbox=str(config.folders.inbox),
+                 resuming=len(live), requests_per_second=config.api.requests_per_second,
+                 max_in_flight=config.pool.max_in_flight, format=config.ocr.format)
+        pool.resume(live)
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(pool.run(), name="pool"),
+            asyncio.create_task(admission.run(), name="admission"),
+            asyncio.create_task(memory.keep(), name="planner-memory"),
+        ]
+        stages.push_async_callback(_stop_stages, pool, tasks)
+        if callback is not None:
+            receiver = CallbackReceiver(config.callback.listen_host, config.callback.listen_port, callback[0],
+                                        pool.deliver, loop)
             _listen(receiver)
+            # Callbacks from now on are lost; a restart queries those tasks.
+            stages.push_async_callback(asyncio.to_thread, receiver.stop)
         if not once:
+            watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
+            watcher = InboxWatcher(config.folders.inbox, admission.report, loop=loop,
+                                   mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
+                                   on_trouble=watch_trouble.set, on_overflow=admission.spawn_scan)
             await asyncio.to_thread(watcher.start)
+            stages.push_async_callback(asyncio.to_thread, watcher.stop)
             tasks.append(asyncio.create_task(keep_watching(watcher, admission.spawn_scan, wake=watch_trouble),
                                              name="watch"))
+        stages.callback(lambda: log.info("stopping", in_flight=pool.stats.in_flight, queued=pool.stats.queued))
         admission.spawn_scan()
         if not once and config.watch.rescan_seconds > 0:
             tasks.append(asyncio.create_task(_rescan(admission, config.watch.rescan_seconds), name="rescan"))
         stopper = asyncio.create_task(stop.wait())
+        stages.callback(stopper.cancel)
         while not stop.is_set():
             activity.clear()
             if on_progress:
@@ -197,28 +211,6 @@ async def serve(
                 crashed[0].result()  # a stage died: surface its error
             await asyncio.wait([waiter, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-        stopper.cancel()
-    finally:
-        stats = pool.stats
-        log.info("stopping", in_flight=stats.in_flight, queued=stats.queued)
-        await asyncio.to_thread(watcher.stop)
-        if receiver is not None:
-            # Callbacks from now on are lost; a restart queries those tasks.
-            await asyncio.to_thread(receiver.stop)
-        await pool.shutdown(SHUTDOWN_GRACE_S)
-        for task in tasks:
-            task.cancel()
-        # Not `await task`: a stage that crashed would raise again here and skip the rest.
-        await asyncio.gather(*tasks, return_exceptions=True)
-        memory.save()
-        await client.aclose()
-        outcome.unfinished = len(journal.live_rows()) + admission.waiting
-        journal.close()
-        if timer is not None:
-            timer.cancel()
-        if handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
     snapshot()
     if on_progress:
         on_progress(outcome)
@@ -226,6 +218,30 @@ async def serve(
              stopped_early=outcome.stopped_early, seconds=round(time.monotonic() - started, 3),
              account_problem=outcome.account_problem)
     return outcome
+
+
+def secrets(config: cfgmod.Config) -> list[str]:
+    """Every secret a log line must never show: the key, the OCR password, the callback token."""
+    found = [config.api.key.reveal()] + ([config.ocr.password.reveal()] if config.ocr.password else [])
+    callback = _callback(config)
+    return found + ([callback[0]] if callback else [])
+
+
+def _callback(config: cfgmod.Config) -> tuple[str, str] | None:
+    """The callback token and the URL the service is given, derived here only; None: off."""
+    if not config.callback.url:
+        return None
+    token = callback_token(config.api.key.reveal())
+    return token, callback_url(config.callback.url, token)
+
+
+async def _stop_stages(pool: Pool, tasks: list[asyncio.Task[None]]) -> None:
+    """Let uploads, downloads and moves under way finish within the grace, then end the stages."""
+    await pool.shutdown(SHUTDOWN_GRACE_S)
+    for task in tasks:
+        task.cancel()
+    # Not `await task`: a stage that crashed would raise again here and skip the rest.
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _listen(receiver: CallbackReceiver) -> None:

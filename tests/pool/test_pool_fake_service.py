@@ -14,7 +14,7 @@ from ocr_watch.api.client import Upload
 from ocr_watch.intake.identity import sha256_file, stamp
 from ocr_watch.journal import FileState, Journal, Row
 from ocr_watch.pool import OcrService, Pool, PoolSettings
-from tests.e2e.conftest import png_bytes
+from ocr_watch.testing import png_bytes
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
