@@ -1,7 +1,7 @@
 """The durable record of every source file's progress (SQLite, standard library only)."""
 
 from .integrity import JournalError
-from .states import TERMINAL, FileState, IllegalTransition
+from .states import TERMINAL, FileState, IllegalTransition, Stage
 from .store import Journal, Row
 
-__all__ = ["TERMINAL", "FileState", "IllegalTransition", "Journal", "JournalError", "Row"]
+__all__ = ["TERMINAL", "FileState", "IllegalTransition", "Journal", "JournalError", "Row", "Stage"]

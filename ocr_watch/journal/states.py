@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ALLOWED", "TERMINAL", "FileState", "IllegalTransition", "check_transition"]
+__all__ = ["ALLOWED", "TERMINAL", "FileState", "IllegalTransition", "Stage", "check_transition"]
 
 
 class FileState(enum.StrEnum):
@@ -32,6 +32,18 @@ class FileState(enum.StrEnum):
     DONE = "done"
     QUARANTINING = "quarantining"
     QUARANTINED = "quarantined"
+
+
+class Stage(enum.StrEnum):
+    """The step of a file's journey that failed: the journal's `last_stage` and the `stage` of
+    its `.error.json` (the values are what those have always said)."""
+
+    INTAKE = "intake"  # before the upload: the file vanished, was replaced, or is refused
+    CREATE = "create"  # the upload and the service's answer to it
+    POLL = "poll"  # querying the task, or the task itself failed or ran too long
+    DOWNLOAD = "download"  # fetching the result (or a fresh link to it)
+    OUTPUT = "output"  # writing the result into the outbox
+    INTERNAL = "internal"  # a bug of ocr-watch, caught so one file cannot stop the daemon
 
 
 TERMINAL = frozenset({FileState.DONE, FileState.QUARANTINED})

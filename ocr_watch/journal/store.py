@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .integrity import JournalError, check_after_opening, look_before_opening, new_journal_id, write_marker
-from .states import TERMINAL, FileState, check_transition
+from .states import TERMINAL, FileState, Stage, check_transition
+from .transitions import Transitions
 
 __all__ = ["Journal", "Row"]
 
@@ -162,8 +163,9 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
-class Journal:
-    """The single writer of the journal; used from the event loop's thread only."""
+class Journal(Transitions):
+    """The single writer of the journal; used from the event loop's thread only. Its moves are
+    the typed methods of :class:`Transitions`, each one call of :meth:`_update`."""
 
     def __init__(self, path: Path, *, clock: Any = time.time) -> None:
         """Open (or create) the journal; :class:`JournalError` if it is lost, foreign, corrupt
@@ -344,8 +346,9 @@ class Journal:
         # Not remembered: a backlog of thousands of queued rows stays on disk until worked on.
         return self._select("id = ?", (cur.lastrowid,))[0]
 
-    def update(self, row_id: int, state: FileState | None = None, **values: Any) -> Row:
-        """Move a row to `state` (checked) and set columns, in one transaction."""
+    def _update(self, row_id: int, state: FileState | None = None, **values: Any) -> Row:
+        """Move a row to `state` (checked) and set columns, in one transaction: the machinery
+        under the typed transitions (transitions.py), which are what callers use."""
         unknown = set(values) - _SETTABLE
         if unknown:
             raise TypeError(f"not journal columns: {sorted(unknown)}")
@@ -385,7 +388,7 @@ class Journal:
         self,
         row_id: int,
         *,
-        stage: str,
+        stage: Stage,
         message: str,
         http_status: int | None = None,
         task_state: int | None = None,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import structlog
 
 from ocr_watch.api import ApiError, Task, describe_state
-from ocr_watch.journal import Journal
+from ocr_watch.journal import Journal, Stage
 
 from .delivery import Delivery
 from .failures import Failures
@@ -56,7 +56,7 @@ class Answers:
                 return True
             for row in rows:
                 await self._failures.quarantine(
-                    row, "poll", f"{late} was still {describe_state(task.state)} at {task.progress}%",
+                    row, Stage.POLL, f"{late} was still {describe_state(task.state)} at {task.progress}%",
                     task_state=task.state)
             return False
         self._failures.service_answered()
@@ -65,7 +65,7 @@ class Answers:
                 reason = f"the OCR service failed the task: {describe_state(task.state)}"
                 if task.message:
                     reason += f" ({task.message})"
-                await self._failures.quarantine(row, "poll", reason, task_state=task.state, http_status=200)
+                await self._failures.quarantine(row, Stage.POLL, reason, task_state=task.state, http_status=200)
             return False
         assert task.file_url is not None
         log.info("task_done", task_id=polled.task_id, age_s=round(polled.age_s, 3),
@@ -80,7 +80,7 @@ class Answers:
         late = self._timed_out(polled)
         if late is not None:
             for row in self._journal.rows_for_task(polled.task_id):
-                await self._failures.quarantine(row, "poll", f"{late}: the last query failed: {exc.message}",
+                await self._failures.quarantine(row, Stage.POLL, f"{late}: the last query failed: {exc.message}",
                                                 http_status=exc.status_code)
             return None
         return await self._failures.query_failed(polled.task_id, exc, errors=polled.errors, age_s=polled.age_s)

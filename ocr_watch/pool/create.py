@@ -22,7 +22,7 @@ from ocr_watch.api import ApiError, TransientError
 from ocr_watch.api.client import Upload
 from ocr_watch.intake.filters import reject_reason
 from ocr_watch.intake.source import NotRegularFile, SourceChanged, stamp_and_hash
-from ocr_watch.journal import FileState, Journal, Row
+from ocr_watch.journal import FileState, Journal, Row, Stage
 from ocr_watch.results.quarantine import retire_report
 
 from .delivery import Delivery
@@ -73,21 +73,19 @@ class Creation:
                 # Hashed again even when resumed with a hash: the file may have changed since.
                 current, digest = await asyncio.to_thread(stamp_and_hash, source)
             except FileNotFoundError:
-                await quarantine(row, "intake", "the file disappeared from the inbox before it was uploaded")
+                await quarantine(row, Stage.INTAKE, "the file disappeared from the inbox before it was uploaded")
                 return
             except NotRegularFile as exc:
-                await quarantine(row, "intake", _replaced(exc))
+                await quarantine(row, Stage.INTAKE, _replaced(exc))
                 return
             log.debug("file_hashed", file=row.rel, sha256=digest, size=current.size)
             await self._retire_report(row, current.key, digest)
             if current.key != row.stamp:
                 # Rewritten since it was admitted: admit it again as what it is now.
-                row = self._journal.update(
-                    row.id, size=current.size, mtime_ns=current.mtime_ns, inode=current.inode
-                )
+                row = self._journal.restamped(row.id, current.key)
             rejected = reject_reason(PurePosixPath(row.rel), row.size)
             if rejected:
-                await quarantine(row, "intake", rejected)
+                await quarantine(row, Stage.INTAKE, rejected)
                 return
             row = dataclasses.replace(row, sha256=digest)  # written with the next transition
             content = (digest, self._settings.options_key)
@@ -104,7 +102,7 @@ class Creation:
             raise
         except Exception as exc:  # a bug or a disk error: say so, keep the file safe in quarantine
             log.exception("file_crashed", row_id=row_id)
-            await quarantine(self._journal.get(row_id), "internal", f"ocr-watch failed: {exc!r}")
+            await quarantine(self._journal.get(row_id), Stage.INTERNAL, f"ocr-watch failed: {exc!r}")
 
     async def _retire_report(self, row: Row, key: tuple[int, int, int], digest: str) -> None:
         """A file back from quarantine (moved into the inbox to run again): its old report
@@ -125,8 +123,8 @@ class Creation:
         twin = self._journal.shareable_task(sha, key, exclude_id=row.id)
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
-            row = self._journal.update(
-                row.id, FileState.POLLING, task_id=twin.task_id, task_created_at=twin.task_created_at, sha256=sha
+            row = self._journal.polling(
+                row.id, task_id=twin.task_id, task_created_at=twin.task_created_at, sha256=sha
             )
             if twin.state is FileState.DOWNLOADING and twin.result_url:
                 self._delivery.begin(row, twin.result_url, twin.result_url_at or self._wall())
@@ -139,8 +137,8 @@ class Creation:
         )
         if earlier is not None and earlier.result_url:
             log.info("result_reused", file=row.rel, task_id=earlier.task_id, with_file=earlier.rel)
-            row = self._journal.update(row.id, FileState.POLLING, task_id=earlier.task_id,
-                                       task_created_at=earlier.task_created_at, sha256=sha)
+            row = self._journal.polling(row.id, task_id=earlier.task_id,
+                                        task_created_at=earlier.task_created_at, sha256=sha)
             self._delivery.begin(row, earlier.result_url, earlier.result_url_at or self._wall())
             return True
         return False
@@ -155,7 +153,7 @@ class Creation:
                 # Checked inside the gate: after a refusal, the probe is one request, not one
                 # per file that was already waiting for the gate.
                 await account.admit(create=True)
-                row = self._journal.update(row.id, FileState.UPLOADING, sha256=row.sha256)
+                row = self._journal.uploading(row.id, sha256=row.sha256)
                 started = time.monotonic()
                 # The upload is a job of its own that shutdown waits for: cancelling it half
                 # way could leave a task the service made and we never heard of (a credit).
@@ -174,33 +172,34 @@ class Creation:
                     raise
                 except ApiError as exc:
                     account.settle(create=True, error=exc)
-                    row = self._journal.update(row.id, FileState.QUEUED)
+                    row = self._journal.queued_again(row.id)
                     error = exc
                 except FileNotFoundError as exc:
                     account.settle(create=True, error=exc)
-                    row = self._journal.update(row.id, FileState.QUEUED)
-                    await self._failures.quarantine(row, "create", "the file disappeared from the inbox during upload")
+                    row = self._journal.queued_again(row.id)
+                    await self._failures.quarantine(row, Stage.CREATE,
+                                                    "the file disappeared from the inbox during upload")
                     return
                 except NotRegularFile as exc:
                     account.settle(create=True, error=exc)
-                    row = self._journal.update(row.id, FileState.QUEUED)
-                    await self._failures.quarantine(row, "create", _replaced(exc))
+                    row = self._journal.queued_again(row.id)
+                    await self._failures.quarantine(row, Stage.CREATE, _replaced(exc))
                     return
                 except SourceChanged as exc:
                     account.settle(create=True, error=exc)
                     # The body fell short of its Content-Length: no task can have been made.
-                    row = self._journal.update(row.id, FileState.QUEUED)
+                    row = self._journal.queued_again(row.id)
                     shrunk += 1
                     log.warning("source_changed_during_upload", file=row.rel, error=exc.strerror, tries=shrunk)
                     if shrunk >= SHRINK_TRIES:
-                        await self._failures.quarantine(row, "create", f"the file kept changing while it was "
+                        await self._failures.quarantine(row, Stage.CREATE, f"the file kept changing while it was "
                                                                        f"uploaded ({shrunk} tries): {exc.strerror}")
                         return
                     error = None
                 except OSError as exc:
                     account.settle(create=True, error=exc)
-                    row = self._journal.update(row.id, FileState.QUEUED)
-                    await self._failures.quarantine(row, "create", f"the file could not be read for upload: {exc}")
+                    row = self._journal.queued_again(row.id)
+                    await self._failures.quarantine(row, Stage.CREATE, f"the file could not be read for upload: {exc}")
                     return
                 else:
                     account.settle(create=True, error=None)
@@ -214,7 +213,7 @@ class Creation:
                 if lost is None:
                     return
                 row = lost
-            retry_in = await self._failures.api_error(row, error, "create")
+            retry_in = await self._failures.api_error(row, error, Stage.CREATE)
             if retry_in is None:
                 return
             row = self._journal.get(row.id)
@@ -237,7 +236,7 @@ class Creation:
             return row
         times = "once" if row.lost_create_answers == 1 else f"{row.lost_create_answers} times"
         await self._failures.quarantine(
-            row, "create",
+            row, Stage.CREATE,
             f"the upload was sent whole {times} but its answer was lost ({error.message}): the service may "
             f"have created a task and charged a credit for it (task id unknown). Not sent again "
             f"(retry.ambiguous_creates = {limit}); check the account's usage, then move the file back "
@@ -257,8 +256,8 @@ class Creation:
         if sha != row.sha256:
             log.warning("source_changed_before_upload", file=row.rel, task_id=task_id,
                         hashed=row.sha256, sent=sha)
-        row = self._journal.update(row.id, FileState.POLLING, task_id=task_id, task_created_at=created, sha256=sha,
-                                   size=sent.stamp.size, mtime_ns=sent.stamp.mtime_ns, inode=sent.stamp.inode)
+        row = self._journal.polling(row.id, task_id=task_id, task_created_at=created, sha256=sha,
+                                    stamp=sent.stamp.key)
         self._failures.service_answered()
         log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))

@@ -24,7 +24,7 @@ import structlog
 from ocr_watch.api import ApiError, ResultUnavailable, describe_state
 from ocr_watch.fsops import copy_mode
 from ocr_watch.intake.identity import stamp
-from ocr_watch.journal import FileState, Journal, Row
+from ocr_watch.journal import Journal, Row, Stage
 from ocr_watch.results.naming import output_candidates
 
 from .endings import Endings
@@ -77,10 +77,7 @@ class Delivery:
 
     def begin(self, row: Row, url: str, learnt: float, *, task_state: int | None = None) -> None:
         """The row's result is at `url` (learnt at wall time `learnt`): note it, fetch it."""
-        values: dict[str, object] = {"result_url": url, "result_url_at": learnt}
-        if task_state is not None:
-            values["last_task_state"] = task_state
-        row = self._journal.update(row.id, FileState.DOWNLOADING, **values)
+        row = self._journal.downloading(row.id, result_url=url, result_url_at=learnt, last_task_state=task_state)
         self._jobs.spawn(self.download(row), critical=True)
 
     async def download(self, row: Row) -> None:
@@ -108,7 +105,7 @@ class Delivery:
                             return
                         row = fresh
                         continue
-                    retry_in = await self._failures.api_error(row, exc, "download")
+                    retry_in = await self._failures.api_error(row, exc, Stage.DOWNLOAD)
                     if retry_in is None:
                         return
                     await self._jobs.pause(retry_in)
@@ -116,25 +113,25 @@ class Delivery:
                     continue
                 except OSError as exc:
                     if not folder_may_recover(exc):
-                        await self._failures.quarantine(self._journal.get(row.id), "output",
+                        await self._failures.quarantine(self._journal.get(row.id), Stage.OUTPUT,
                                                         f"the result could not be written in the outbox: {exc}")
                         return
                     # Our disk, not the service: the result is paid for and its link lives an
                     # hour, so wait for space or permission instead of quarantining the source.
-                    row = self._journal.record_error(row.id, stage="output", message=f"cannot write the result: {exc}",
-                                                     count_attempt=False)
+                    row = self._journal.record_error(row.id, stage=Stage.OUTPUT,
+                                                     message=f"cannot write the result: {exc}", count_attempt=False)
                     await self._folders.failed(row, "outbox", exc)
                     continue
                 self._folders.works(row, "outbox")
                 bound.info("result_downloaded", output=row.output_rel, bytes=size,
                            download_s=round(time.monotonic() - started, 3))
                 break
-            row = self._journal.update(row.id, FileState.FINISHING)
+            row = self._journal.finishing(row.id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             bound.exception("download_crashed")
-            await self._failures.quarantine(self._journal.get(row.id), "output",
+            await self._failures.quarantine(self._journal.get(row.id), Stage.OUTPUT,
                                             f"could not write the result: {exc!r}")
             return
         await self.finish(row)
@@ -149,17 +146,17 @@ class Delivery:
         try:
             task = await self._calls.query(row.task_id)
         except ApiError as exc:
-            retry_in = await self._failures.api_error(row, exc, "download")
+            retry_in = await self._failures.api_error(row, exc, Stage.DOWNLOAD)
             if retry_in is None:
                 return None
             await self._jobs.pause(retry_in)
             return self._journal.get(row.id)
         if task.is_failed or not task.file_url:
             await self._failures.quarantine(
-                row, "download", f"asked for a fresh result link after '{refused.message}', "
+                row, Stage.DOWNLOAD, f"asked for a fresh result link after '{refused.message}', "
                 f"the service said task {row.task_id} is {describe_state(task.state)}", task_state=task.state)
             return None
-        return self._journal.update(row.id, result_url=task.file_url, result_url_at=self._wall())
+        return self._journal.new_link(row.id, result_url=task.file_url, result_url_at=self._wall())
 
     async def _reserve_output(self, row: Row, *, changed: bool = False) -> Row:
         """Choose the output name once and write it down, so a restart uses the same one."""
@@ -175,7 +172,7 @@ class Delivery:
                 continue
             if await asyncio.to_thread((self._settings.outbox / name).exists):
                 continue
-            return self._journal.update(row.id, output_rel=name)
+            return self._journal.output_reserved(row.id, name)
         raise RuntimeError("output_candidates ran dry")  # it is infinite; this is a bug guard
 
     async def finish(self, row: Row) -> None:
@@ -201,8 +198,7 @@ class Delivery:
             else:
                 self._folders.works(row, folder)
             break
-        row = self._journal.update(row.id, FileState.DONE, final_path=str(final) if final else None,
-                                   last_error=note)
+        row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
         self._flight.release(row.id, "done")
         log.info("file_done", file=row.rel, task_id=row.task_id, output=row.output_rel,
                  source_to=str(final) if final else self._settings.on_success,

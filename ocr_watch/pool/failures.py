@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from ocr_watch.api import ApiError
-from ocr_watch.journal import FileState, Journal, Row
+from ocr_watch.journal import Journal, Row, Stage
 
 from .endings import Endings
 from .flight import Flight
@@ -45,7 +45,7 @@ class Failures:
 
     # -- verdicts ------------------------------------------------------------------------
 
-    async def api_error(self, row: Row, exc: ApiError, stage: str) -> float | None:
+    async def api_error(self, row: Row, exc: ApiError, stage: Stage) -> float | None:
         """An API call for one file failed: seconds to wait before retrying, or None if the file
         was quarantined. Counted against the file's attempts when the verdict says so."""
         verdict = self._policy.judge(exc, stage=stage, attempts=row.attempts + 1, task_id=row.task_id,
@@ -58,15 +58,15 @@ class Failures:
     async def query_failed(self, task_id: str, exc: ApiError, *, errors: int, age_s: float) -> float | None:
         """A query of a task failed (`errors` in a row): seconds until the next, or None if its
         files were quarantined. Never counted against the files: the task is paid for."""
-        verdict = self._policy.judge(exc, stage="poll", attempts=errors, task_id=task_id, task_age_s=age_s)
+        verdict = self._policy.judge(exc, stage=Stage.POLL, attempts=errors, task_id=task_id, task_age_s=age_s)
         rows = self._journal.rows_for_task(task_id)
         if verdict.action is not Action.QUARANTINE:
             for row in rows:
-                self._journal.record_error(row.id, stage="poll", message=exc.message,
+                self._journal.record_error(row.id, stage=Stage.POLL, message=exc.message,
                                            http_status=exc.status_code, count_attempt=False)
-        return await self.carry_out(verdict, exc, "poll", rows)
+        return await self.carry_out(verdict, exc, Stage.POLL, rows)
 
-    async def carry_out(self, verdict: Verdict, exc: ApiError, stage: str, rows: Sequence[Row]) -> float | None:
+    async def carry_out(self, verdict: Verdict, exc: ApiError, stage: Stage, rows: Sequence[Row]) -> float | None:
         """Do what `verdict` says for `rows`: None once they are quarantined, else the wait."""
         if verdict.action is Action.QUARANTINE:
             for row in rows:
@@ -92,15 +92,15 @@ class Failures:
 
     # -- quarantine ----------------------------------------------------------------------
 
-    async def quarantine(self, row: Row, stage: str, reason: str, *, http_status: int | None = None,
+    async def quarantine(self, row: Row, stage: Stage, reason: str, *, http_status: int | None = None,
                          task_state: int | None = None) -> None:
         """Note why, then report and move: the file's journey ends in quarantine."""
         self._flight.add(row.id)
         try:
-            row = self._journal.update(
-                row.id, FileState.QUARANTINING, last_stage=stage, last_error=reason,
-                last_http_status=http_status if http_status is not None else row.last_http_status,
-                last_task_state=task_state if task_state is not None else row.last_task_state,
+            row = self._journal.quarantining(
+                row.id, stage=stage, reason=reason,
+                http_status=http_status if http_status is not None else row.last_http_status,
+                task_state=task_state if task_state is not None else row.last_task_state,
             )
         except Exception:  # a bug: say so, and hold no slot for it (the row resumes at the next start)
             log.exception("quarantine_crashed", file=row.rel, stage=stage, reason=reason)
@@ -124,7 +124,7 @@ class Failures:
                 return
             self._folders.works(row, "quarantine")
             break
-        row = self._journal.update(row.id, FileState.QUARANTINED, final_path=str(dest) if dest else None)
+        row = self._journal.quarantined(row.id, final_path=str(dest) if dest else None)
         self._flight.release(row.id, "quarantined")
         log.warning("file_quarantined", file=row.rel, stage=row.last_stage, reason=row.last_error,
                     task_id=row.task_id, attempts=row.attempts, to=row.final_path)
@@ -136,8 +136,8 @@ class Failures:
         inbox (a rescan does not take it again: its row is finished), and the journal and this
         loud line say why.
         """
-        row = self._journal.update(row.id, FileState.QUARANTINED, final_path=None,
-                                   last_error=f"{row.last_error}; it could not be put in quarantine: {exc}")
+        row = self._journal.quarantine_failed(
+            row.id, reason=f"{row.last_error}; it could not be put in quarantine: {exc}")
         self._flight.release(row.id, "quarantined")
         log.error("quarantine_failed", file=row.rel, stage=row.last_stage, reason=row.last_error,
                   task_id=row.task_id, error=repr(exc), exc_info=not isinstance(exc, OSError),

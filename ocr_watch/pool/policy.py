@@ -31,6 +31,7 @@ from ocr_watch.api import (
     ResultUnavailable,
     ServiceUnreachable,
 )
+from ocr_watch.journal import Stage
 
 from .backoff import backoff_delay
 
@@ -76,13 +77,13 @@ class ErrorPolicy:
         self.outage_failures = 0
         self._local_failures: dict[Hashable, int] = {}
 
-    def judge(self, exc: ApiError, *, stage: str, attempts: int, task_id: str | None,
+    def judge(self, exc: ApiError, *, stage: Stage, attempts: int, task_id: str | None,
               task_age_s: float | None = None) -> Verdict:
         """`attempts` counts this failure too when it is a counted kind (see `Verdict.counts`);
         `task_age_s`, when known, goes into the reason of a task the service lost."""
         if isinstance(exc, ResultUnavailable):
             age = "" if task_age_s is None else f", created {task_age_s:.0f} s ago"
-            if stage == "download":
+            if stage == Stage.DOWNLOAD:
                 reason = (f"{exc.message}; task {task_id}{age} was finished (and paid for) but its result could "
                           "not be fetched, and asking the service again gave no working link. Move the file "
                           "back into the inbox to run it again (a new credit).")
@@ -96,7 +97,7 @@ class ErrorPolicy:
         if isinstance(exc, ServiceUnreachable | RateLimited):
             return Verdict(Action.WAIT_OUT, exc.message, self.outage_delay(getattr(exc, "retry_after", None)))
         if attempts >= self.max_attempts:
-            what = "queries of task " + str(task_id) if stage == "poll" else "times"
+            what = "queries of task " + str(task_id) if stage == Stage.POLL else "times"
             return Verdict(Action.QUARANTINE, f"the service failed {attempts} {what}; last: {exc.message}",
                            counts=True)
         delay = backoff_delay(attempts - 1, self.backoff_initial_s, self.backoff_max_s, self._rng)

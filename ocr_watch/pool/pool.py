@@ -162,7 +162,7 @@ class Pool:
                     # The create may or may not have reached the service: nothing to poll,
                     # so it is uploaded again (the one credit a crash can cost).
                     log.warning("resume_reupload", file=row.rel)
-                    row = self._journal.update(row.id, FileState.QUEUED)
+                    row = self._journal.queued_again(row.id)
                 self.enqueue(row.id)
                 continue
             self._flight.add(row.id)

@@ -36,7 +36,7 @@ class FailureReport:
 
     source: str  # path relative to the inbox, POSIX separators
     reason: str  # plain words, for the person who finds the file
-    stage: str  # intake | hash | create | poll | download | output | archive
+    stage: str  # a journal Stage: intake | create | poll | download | output | internal
     attempts: int
     task_id: str | None
     last_http_status: int | None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_watch.journal import FileState, IllegalTransition, Journal, JournalError
+from ocr_watch.journal import FileState, IllegalTransition, Journal, JournalError, Stage
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -21,11 +21,12 @@ def journal(tmp_path: Path) -> Journal:
 class TestJournal:
     def test_a_row_walks_the_happy_path_and_keeps_what_each_step_wrote(self, journal: Journal) -> None:
         row = journal.add("a/b.png", STAMP, "txt|English")
-        journal.update(row.id, FileState.UPLOADING, sha256="ab" * 32)
-        journal.update(row.id, FileState.POLLING, task_id="t-1", task_created_at=5.0)
-        journal.update(row.id, FileState.DOWNLOADING, result_url="http://r/1", output_rel="a/b.txt")
-        journal.update(row.id, FileState.FINISHING)
-        done = journal.update(row.id, FileState.DONE, final_path="/archive/a/b.png")
+        journal.uploading(row.id, sha256="ab" * 32)
+        journal.polling(row.id, task_id="t-1", task_created_at=5.0, sha256="ab" * 32)
+        journal.downloading(row.id, result_url="http://r/1", result_url_at=6.0)
+        journal.output_reserved(row.id, "a/b.txt")
+        journal.finishing(row.id)
+        done = journal.done(row.id, final_path="/archive/a/b.png", note=None)
         assert (done.task_id, done.output_rel, done.sha256) == ("t-1", "a/b.txt", "ab" * 32)
         assert done.finished_at is not None and journal.live_rows() == []
 
@@ -39,36 +40,39 @@ class TestJournal:
 
         row = journal.add("a.png", STAMP, "k")
         steps = [
-            lambda: journal.update(row.id, FileState.UPLOADING, sha256="cd" * 32),
-            lambda: journal.record_error(row.id, stage="upload", message="boom", http_status=503),
-            lambda: journal.update(row.id, FileState.QUEUED),
-            lambda: journal.update(row.id, FileState.UPLOADING),
-            lambda: journal.update(row.id, FileState.POLLING, task_id="t-9", task_created_at=1.0),
-            lambda: journal.record_error(row.id, stage="poll", message="late", count_attempt=False),
+            lambda: journal.uploading(row.id, sha256="cd" * 32),
+            lambda: journal.record_error(row.id, stage=Stage.CREATE, message="boom", http_status=503),
+            lambda: journal.queued_again(row.id),
+            lambda: journal.uploading(row.id, sha256="cd" * 32),
+            lambda: journal.polling(row.id, task_id="t-9", task_created_at=1.0, sha256="cd" * 32),
+            lambda: journal.record_error(row.id, stage=Stage.POLL, message="late", count_attempt=False),
             lambda: journal.get(row.id),
-            lambda: journal.update(row.id, FileState.DOWNLOADING, result_url="http://r/9", output_rel="a.txt"),
+            lambda: journal.downloading(row.id, result_url="http://r/9", result_url_at=2.0, last_task_state=1),
+            lambda: journal.output_reserved(row.id, "a.txt"),
         ]
         for step in steps:
             assert step() == on_disk(row.id)
         assert journal.get(row.id).attempts == 1 and journal.get(row.id).last_error == "late"
         with pytest.raises(IllegalTransition):
-            journal.update(row.id, FileState.QUEUED)
+            journal.queued_again(row.id)
         assert journal.get(row.id) == on_disk(row.id)
-        assert journal.update(row.id, FileState.QUARANTINING) == on_disk(row.id)
-        assert journal.update(row.id, FileState.QUARANTINED) == on_disk(row.id)
+        quarantining = journal.quarantining(row.id, stage=Stage.OUTPUT, reason="full", http_status=None,
+                                            task_state=None)
+        assert quarantining == on_disk(row.id)
+        assert journal.quarantined(row.id, final_path="/quarantine/a.png") == on_disk(row.id)
 
     def test_skipping_a_step_is_refused_and_changes_nothing(self, journal: Journal) -> None:
         row = journal.add("x.png", STAMP, "k")
         with pytest.raises(IllegalTransition):
-            journal.update(row.id, FileState.FINISHING)
+            journal.finishing(row.id)
         assert journal.get(row.id).state is FileState.QUEUED
 
     def test_a_path_has_one_live_row_but_may_come_back_after_it_finished(self, journal: Journal) -> None:
         row = journal.add("x.png", STAMP, "k")
         with pytest.raises(Exception, match="UNIQUE"):
             journal.add("x.png", STAMP, "k")
-        journal.update(row.id, FileState.QUARANTINING, last_error="bad")
-        journal.update(row.id, FileState.QUARANTINED)
+        journal.quarantining(row.id, stage=Stage.INTAKE, reason="bad", http_status=None, task_state=None)
+        journal.quarantined(row.id, final_path=None)
         again = journal.add("x.png", (11, 2_000, 43), "k")
         assert journal.live_for("x.png") == again
         assert journal.finished_with_stamp("x.png", STAMP) is not None
@@ -77,8 +81,8 @@ class TestJournal:
     def test_everything_committed_is_there_after_reopening(self, tmp_path: Path) -> None:
         first = Journal(tmp_path / "j.sqlite3")
         row = first.add("x.png", STAMP, "k")
-        first.update(row.id, FileState.UPLOADING)
-        first.update(row.id, FileState.POLLING, task_id="t-9")
+        first.uploading(row.id, sha256=None)
+        first.polling(row.id, task_id="t-9", task_created_at=None, sha256=None)
         first.close()  # as after kill -9, nothing else is flushed: WAL commits are already durable
         second = Journal(tmp_path / "j.sqlite3")
         (live,) = second.live_rows()
@@ -86,14 +90,14 @@ class TestJournal:
 
     def test_errors_count_attempts_only_when_asked(self, journal: Journal) -> None:
         row = journal.add("x.png", STAMP, "k")
-        journal.record_error(row.id, stage="create", message="500", http_status=500)
-        journal.record_error(row.id, stage="create", message="down", count_attempt=False)
+        journal.record_error(row.id, stage=Stage.CREATE, message="500", http_status=500)
+        journal.record_error(row.id, stage=Stage.CREATE, message="down", count_attempt=False)
         row = journal.get(row.id)
         assert (row.attempts, row.last_error, row.last_http_status) == (1, "down", 500)
 
     def test_the_backlog_is_read_in_admission_order(self, journal: Journal) -> None:
         ids = [journal.add(f"f{n}.png", STAMP, "k").id for n in range(5)]
-        journal.update(ids[2], FileState.UPLOADING)
+        journal.uploading(ids[2], sha256=None)
         assert journal.queued_after(ids[0], 10) == [ids[1], ids[3], ids[4]]
         assert journal.queued_after(ids[0], 1) == [ids[1]]
 
@@ -141,8 +145,8 @@ class TestNamesAndPermissions:
         journal = Journal(tmp_path / "j.sqlite3")
         row = journal.add(rel, STAMP, "k")
         assert row.rel == rel
-        journal.update(row.id, FileState.UPLOADING, sha256="ab" * 32)
-        journal.record_error(row.id, stage="create", message=f"failed for {rel}")
+        journal.uploading(row.id, sha256="ab" * 32)
+        journal.record_error(row.id, stage=Stage.CREATE, message=f"failed for {rel}")
         assert journal.live_for(rel) is not None
         journal.close()
         again = Journal(tmp_path / "j.sqlite3")

@@ -16,6 +16,7 @@ from ocr_watch.api import (
     ServerError,
     ServiceUnreachable,
 )
+from ocr_watch.journal import Stage
 from ocr_watch.pool.policy import Action, ErrorPolicy, folder_may_recover
 
 pytestmark = pytest.mark.timeout(10)
@@ -28,37 +29,37 @@ def policy() -> ErrorPolicy:
 
 class TestErrorPolicy:
     def test_a_permanent_error_quarantines_with_the_services_words(self, policy: ErrorPolicy) -> None:
-        verdict = policy.judge(PermanentError("file too large", status_code=413), stage="create",
+        verdict = policy.judge(PermanentError("file too large", status_code=413), stage=Stage.CREATE,
                                attempts=1, task_id=None)
         assert (verdict.action, verdict.reason) == (Action.QUARANTINE, "file too large")
 
     def test_an_expired_result_says_the_credit_is_spent_and_how_to_retry(self, policy: ErrorPolicy) -> None:
-        verdict = policy.judge(ResultUnavailable("result URL has expired", status_code=403), stage="download",
+        verdict = policy.judge(ResultUnavailable("result URL has expired", status_code=403), stage=Stage.DOWNLOAD,
                                attempts=1, task_id="t-7")
         assert verdict.action is Action.QUARANTINE
         assert "t-7" in verdict.reason and "paid for" in verdict.reason and "back into the inbox" in verdict.reason
 
     def test_a_refused_account_pauses_and_never_counts(self, policy: ErrorPolicy) -> None:
-        verdict = policy.judge(AccountError("invalid API key", status_code=401), stage="create",
+        verdict = policy.judge(AccountError("invalid API key", status_code=401), stage=Stage.CREATE,
                                attempts=99, task_id=None)
         assert verdict.action is Action.PAUSE_ACCOUNT and not verdict.counts
 
     @pytest.mark.parametrize("exc", [ServiceUnreachable("connection refused"), RateLimited("429", retry_after=5.0)])
     def test_outages_and_rate_limits_are_waited_out_however_long(self, policy: ErrorPolicy, exc: Exception) -> None:
-        verdicts = [policy.judge(exc, stage="create", attempts=50, task_id=None) for _ in range(20)]  # type: ignore[arg-type]
+        verdicts = [policy.judge(exc, stage=Stage.CREATE, attempts=50, task_id=None) for _ in range(20)]  # type: ignore[arg-type]
         assert {v.action for v in verdicts} == {Action.WAIT_OUT}
         assert not any(v.counts for v in verdicts)
         assert all(v.delay_s <= 60.0 for v in verdicts) and verdicts[-1].delay_s >= 4.0
         assert policy.outage_over() == 20 and policy.outage_failures == 0
 
     def test_a_retry_after_is_respected(self, policy: ErrorPolicy) -> None:
-        verdict = policy.judge(RateLimited("429", retry_after=7.0), stage="poll", attempts=1, task_id="t")
+        verdict = policy.judge(RateLimited("429", retry_after=7.0), stage=Stage.POLL, attempts=1, task_id="t")
         assert verdict.delay_s >= 7.0
 
     def test_server_errors_count_back_off_and_quarantine_at_the_limit(self, policy: ErrorPolicy) -> None:
-        first = policy.judge(ServerError("500", status_code=500), stage="create", attempts=1, task_id=None)
-        second = policy.judge(ServerError("500", status_code=500), stage="create", attempts=2, task_id=None)
-        last = policy.judge(ServerError("500", status_code=500), stage="create", attempts=3, task_id=None)
+        first = policy.judge(ServerError("500", status_code=500), stage=Stage.CREATE, attempts=1, task_id=None)
+        second = policy.judge(ServerError("500", status_code=500), stage=Stage.CREATE, attempts=2, task_id=None)
+        last = policy.judge(ServerError("500", status_code=500), stage=Stage.CREATE, attempts=3, task_id=None)
         assert (first.action, second.action, last.action) == (Action.RETRY, Action.RETRY, Action.QUARANTINE)
         assert first.counts and 0.5 <= first.delay_s <= 1.0 and 1.0 <= second.delay_s <= 2.0
         assert "failed 3 times" in last.reason

@@ -119,15 +119,16 @@ class TestResume:
         row = harness.drop("p.png", data)
         async with PicWishClient(emulator.base_url, EMU_KEY, requests_per_second=1000) as client:
             task_id = await client.create_task(harness.settings.inbox / "p.png", CreateOptions())
-        row = harness.journal.update(row.id, FileState.UPLOADING, sha256=sha256(data))
-        row = harness.journal.update(row.id, FileState.POLLING, task_id=task_id, task_created_at=0.0 + row.first_seen)
+        row = harness.journal.uploading(row.id, sha256=sha256(data))
+        row = harness.journal.polling(row.id, task_id=task_id, task_created_at=0.0 + row.first_seen,
+                                      sha256=sha256(data))
         await harness.run(finished(1), resume=[row])
         assert emulator.stats()["creates"] == 1
         assert (harness.settings.outbox / "p.txt").exists()
 
     async def test_a_row_caught_uploading_is_uploaded_again(self, harness: Harness, emulator: Emulator) -> None:
         row = harness.drop("u.png", png_bytes(3))
-        row = harness.journal.update(row.id, FileState.UPLOADING)
+        row = harness.journal.uploading(row.id, sha256=None)
         await harness.run(finished(1), resume=[row])
         assert emulator.stats()["creates"] == 1
         assert harness.journal.get(row.id).state is FileState.DONE
@@ -137,9 +138,10 @@ class TestResume:
     ) -> None:
         data = png_bytes(4)
         row = harness.drop("m.png", data)
-        row = harness.journal.update(row.id, FileState.POLLING, task_id="t-1", sha256=sha256(data))
-        row = harness.journal.update(row.id, FileState.DOWNLOADING, output_rel="m.txt", result_url="http://x/")
-        row = harness.journal.update(row.id, FileState.FINISHING)
+        row = harness.journal.polling(row.id, task_id="t-1", task_created_at=None, sha256=sha256(data))
+        row = harness.journal.downloading(row.id, result_url="http://x/", result_url_at=row.first_seen)
+        row = harness.journal.output_reserved(row.id, "m.txt")
+        row = harness.journal.finishing(row.id)
         (harness.settings.outbox / "m.txt").write_text("result")
         (harness.settings.inbox / "m.png").rename(harness.settings.archive / "m.png")
         await harness.run(finished(1), resume=[row])
@@ -151,8 +153,9 @@ class TestResume:
         self, harness: Harness, emulator: Emulator
     ) -> None:
         row = harness.drop("d.png", png_bytes(5))
-        row = harness.journal.update(row.id, FileState.POLLING, task_id="t-2", sha256="0" * 64)
-        row = harness.journal.update(row.id, FileState.DOWNLOADING, output_rel="d.txt", result_url="http://x/")
+        row = harness.journal.polling(row.id, task_id="t-2", task_created_at=None, sha256="0" * 64)
+        row = harness.journal.downloading(row.id, result_url="http://x/", result_url_at=row.first_seen)
+        row = harness.journal.output_reserved(row.id, "d.txt")
         (harness.settings.outbox / "d.txt").write_text("complete result")
         await harness.run(finished(1), resume=[row])
         assert (harness.settings.archive / "d.png").exists()
