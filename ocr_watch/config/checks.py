@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +61,13 @@ def integer(minimum: int) -> Check:
     return check
 
 
-def choice(options: tuple[str, ...]) -> Check:
-    def check(r: Reader, key: str, value: Any) -> str | None:
+def choice(options: tuple[str, ...], kind: Callable[[str], Any] = str) -> Check:
+    """One of `options`, as `kind` (an enum of `ocr_watch.choices`, or the string)."""
+    def check(r: Reader, key: str, value: Any) -> Any:
         if not isinstance(value, str) or value not in options:
             r.problem(key, f"must be one of {' | '.join(options)}, got {_show(value)}")
             return None
-        return value
+        return kind(value)
     return check
 
 

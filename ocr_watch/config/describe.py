@@ -3,6 +3,7 @@ definitions, so every key is shown with its default filled in and secrets masked
 
 from __future__ import annotations
 
+import enum
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,8 @@ def _entry(path: tuple[str, ...], spec: Setting, value: Any) -> str:
     """One key as YAML, indented as in the whole file; dumped nested in its section, so the
     layout is the one a dump of the whole file would give, and the section's line dropped."""
     data: Any = spec.show(value)
+    if isinstance(data, enum.Enum):  # a choice (`ocr_watch.choices`) is shown as its word
+        data = data.value
     for name in reversed(path):
         data = {name: data}
     lines = yaml.safe_dump(data, sort_keys=False, default_flow_style=False).splitlines(keepends=True)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ocr_watch.choices import OnSuccess, WatchMode
+
 from . import checks as c
 from .schema import REQUIRED, Secret, setting
 
@@ -19,8 +21,8 @@ DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
 DEFAULT_LANGUAGE = "ChinesePRC,English,Digits"
 DEFAULT_CALLBACK_LISTEN = "127.0.0.1:8765"
 FORMATS = ("txt", "pdf", "docx", "xlsx", "pptx")
-ON_SUCCESS = ("archive", "delete", "keep")
-WATCH_MODES = ("auto", "native", "polling")
+ON_SUCCESS = tuple(OnSuccess)
+WATCH_MODES = tuple(WatchMode)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _POSITIVE = c.number(0, inclusive=False)
@@ -112,7 +114,7 @@ class CallbackSection:
 class WatchSection:
     """How the inbox is watched."""
 
-    mode: str = field(metadata=setting("auto", c.choice(WATCH_MODES)))
+    mode: WatchMode = field(metadata=setting(WatchMode.AUTO, c.choice(WATCH_MODES, WatchMode)))
     poll_interval_seconds: float = field(metadata=setting(1.0, _POSITIVE))
     rescan_seconds: float = field(metadata=setting(60, _NOT_NEGATIVE))
     settle_seconds: float = field(metadata=setting(2.0, _NOT_NEGATIVE))
@@ -140,7 +142,7 @@ class Config:
 
     path: Path
     folders: FoldersSection
-    on_success: str = field(metadata=setting("archive", c.choice(ON_SUCCESS)))
+    on_success: OnSuccess = field(metadata=setting(OnSuccess.ARCHIVE, c.choice(ON_SUCCESS, OnSuccess)))
     # Default <inbox>/../.ocr-watch/<inbox name>, or the old shared one: rules.py.
     state_dir: Path = field(metadata=setting(None, c.folder))
     api: ApiSection

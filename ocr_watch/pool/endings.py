@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import structlog
 
+from ocr_watch.choices import OnSuccess
 from ocr_watch.fsops import copy_mode
 from ocr_watch.intake.identity import stamp
 from ocr_watch.journal import Row
@@ -73,7 +74,7 @@ class Endings:
     @property
     def finish_folder(self) -> str:
         """The folder `finish` writes to, for the log when it fails."""
-        return "archive" if self.settings.on_success == "archive" else "inbox"
+        return "archive" if self.settings.on_success is OnSuccess.ARCHIVE else "inbox"
 
     def _finish_in_thread(self, row: Row) -> tuple[Path | None, str | None]:
         source = self._source(row)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_watch.api import CreateOptions
+from ocr_watch.choices import OnSuccess
 
 __all__ = ["PoolSettings"]
 
@@ -19,7 +20,7 @@ class PoolSettings:
     outbox: Path
     quarantine: Path
     archive: Path
-    on_success: str  # archive | delete | keep
+    on_success: OnSuccess
     create_options: CreateOptions
     max_in_flight: int
     queue_size: int  # row ids held in memory; the journal holds the rest

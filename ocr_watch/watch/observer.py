@@ -32,6 +32,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from ocr_watch.choices import WatchMode
+
 from .handler import EVENTS_OF_INTEREST, InboxHandler, Report
 
 __all__ = ["OVERFLOW_LOGGER", "OVERFLOW_MESSAGE", "Health", "InboxWatcher"]
@@ -91,7 +93,8 @@ class _RootGuard(FileSystemEventHandler):
 class InboxWatcher:
     """A recursive watch on the inbox that reports (relative path, reason)."""
 
-    def __init__(self, root: Path, report: Report, *, mode: str = "auto", poll_interval_s: float = 1.0,
+    def __init__(self, root: Path, report: Report, *, mode: WatchMode | str = WatchMode.AUTO,
+                 poll_interval_s: float = 1.0,
                  on_trouble: Callable[[], object] | None = None,
                  on_overflow: Callable[[], object] | None = None,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -139,7 +142,8 @@ class InboxWatcher:
         # The folder's identity is read before its watch is added: if the path is swapped in
         # between, the next health check sees a mismatch and restarts, never the other way.
         st = os.stat(self.root)
-        kinds = {"auto": ["native", "polling"], "native": ["native"], "polling": ["polling"]}[self.mode]
+        kinds = {WatchMode.AUTO: ["native", "polling"], WatchMode.NATIVE: ["native"],
+                 WatchMode.POLLING: ["polling"]}[WatchMode(self.mode)]
         for kind in kinds:
             try:
                 self._observer = self._make(kind)
