@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -24,8 +25,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["EMU_KEY", "PNG", "Daemon", "DaemonProcess", "Folders", "Workspace", "free_port", "png_bytes", "sha256",
-           "wait_for"]
+__all__ = ["EMU_KEY", "PNG", "Daemon", "DaemonProcess", "Folders", "Workspace", "free_port", "once_on_a_terminal",
+           "png_bytes", "sha256", "wait_for"]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EMU_KEY = "emu-key"  # the key the tests' emulators accept
@@ -59,6 +60,30 @@ def png_bytes(n: int, size: int = 200) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def once_on_a_terminal(config: Path, timeout: float = 60.0) -> tuple[int, bytes]:
+    """`ocr-watch once` with stderr on a pty: its exit code and everything it drew there."""
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "ocr_watch", "once", "--config", str(config)],
+                                stderr=follower, stdout=subprocess.DEVNULL, timeout=timeout)
+        os.close(follower)
+        follower = -1
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every writer has closed the pty
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    return result.returncode, screen
 
 
 class Folders:

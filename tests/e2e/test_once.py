@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
-
 from ocr_watch.emulator import Emulator
-from ocr_watch.testing import Workspace, free_port, png_bytes, wait_for
-
-pytestmark = pytest.mark.timeout(60)
+from ocr_watch.testing import Workspace, free_port, once_on_a_terminal, png_bytes, wait_for
 
 
 def _once(workspace: Workspace, **popen: object) -> subprocess.CompletedProcess[bytes]:
@@ -56,25 +50,8 @@ def test_once_draws_a_progress_bar_on_a_terminal(workspace: Workspace) -> None:
     workspace.write_config(log_level="warning")
     for n in range(2):
         workspace.drop(f"p{n}.png", png_bytes(n))
-    leader, follower = pty.openpty()
-    try:
-        result = _once(workspace, stderr=follower, stdout=subprocess.DEVNULL)
-        os.close(follower)
-        follower = -1
-        screen = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            screen += chunk
-    finally:
-        if follower != -1:
-            os.close(follower)
-        os.close(leader)
-    assert result.returncode == 0
+    code, screen = once_on_a_terminal(workspace.config_path)
+    assert code == 0
     assert b"\r\x1b[K[" in screen and b"2/2 finished: 2 done, 0 quarantined" in screen
 
 

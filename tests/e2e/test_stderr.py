@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from ocr_watch.api.callbacks import callback_token
-from ocr_watch.testing import EMU_KEY, Daemon, Workspace, free_port, png_bytes, wait_for
+from ocr_watch.testing import EMU_KEY, Daemon, Workspace, free_port, once_on_a_terminal, png_bytes, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -56,37 +55,13 @@ def screen_lines(output: bytes) -> list[str]:
     return ["".join(line).rstrip() for line in lines]
 
 
-def run_once_on_a_terminal(workspace: Workspace) -> tuple[int, bytes]:
-    """`ocr-watch once` with stderr on a pty: its exit code and everything it drew there."""
-    leader, follower = pty.openpty()
-    try:
-        result = subprocess.run([sys.executable, "-m", "ocr_watch", "once", "--config", str(workspace.config_path)],
-                                stderr=follower, stdout=subprocess.DEVNULL, timeout=60)
-        os.close(follower)
-        follower = -1
-        screen = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: every writer has closed the pty
-                break
-            if not chunk:
-                break
-            screen += chunk
-    finally:
-        if follower != -1:
-            os.close(follower)
-        os.close(leader)
-    return result.returncode, screen
-
-
 def test_on_a_terminal_log_lines_print_above_the_progress_bar_never_on_it(workspace: Workspace) -> None:
     """log_level info: events arrive while the bar is shown. Each starts a line of its own,
     no line holds both a bar and an event, and the final bar is left on the screen."""
     workspace.write_config(log_level="info")
     for n in range(4):
         workspace.drop(f"p{n}.png", png_bytes(n))
-    code, output = run_once_on_a_terminal(workspace)
+    code, output = once_on_a_terminal(workspace.config_path)
     assert code == 0, output[-2000:]
     lines = screen_lines(output)
     events = [ln for ln in lines if LOG_LINE.search(ln)]
