@@ -17,10 +17,11 @@ journal as it is (or a new one), knowingly.
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from ocr_watch.fsops import atomic_write_bytes
 
 __all__ = [
     "Before",
@@ -100,17 +101,4 @@ def check_after_opening(journal: Path, before: Before, journal_id: str, was_open
 
 def write_marker(journal: Path, journal_id: str) -> None:
     """Write the marker atomically (temp, fsync, rename), owner-only."""
-    marker = marker_path(journal)
-    temp = marker.with_name(f".{marker.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, f"{journal_id}\n".encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, marker)
-    dir_fd = os.open(marker.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write_bytes(marker_path(journal), f"{journal_id}\n".encode("ascii"), 0o600)

@@ -380,10 +380,6 @@ class Journal(Transitions):
         self._live.pop(row_id, None)
         return self.get(row_id)
 
-    def possible_double_charges(self) -> int:
-        """Every upload sent again after an answer was lost, over the journal's life."""
-        return int(self._db.execute("SELECT COALESCE(SUM(possible_double_charges), 0) FROM files").fetchone()[0])
-
     def record_error(
         self,
         row_id: int,
