@@ -134,7 +134,7 @@ _SETTABLE = frozenset(_COLUMNS) - {"id", "state", "updated_at", "first_seen"}
 
 def _to_db(value: Any) -> Any:
     """A string SQLite cannot take as text (a non-UTF-8 file name) goes in as its bytes."""
-    if isinstance(value, str):
+    if isinstance(value, str) and not value.isascii():  # ASCII (nearly all) needs no copy
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
