@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
 
 from ocr_watch.emulator import Emulator
-from ocr_watch.testing import Workspace, free_port, once_on_a_terminal, png_bytes, wait_for
+from ocr_watch.testing import Daemon, Workspace, free_port, once_on_a_terminal, png_bytes
 
 
 def _once(workspace: Workspace, **popen: object) -> subprocess.CompletedProcess[bytes]:
@@ -83,18 +82,12 @@ def test_once_stopped_by_sigterm_with_files_left_exits_75_and_the_next_run_finis
 
 def _once_until_created_then_sigterm(workspace: Workspace) -> int:
     """`once` in the background, stopped by SIGTERM once a task exists; its exit code."""
-    log = workspace.root / "once.log"
-    log.write_bytes(b"")
-    with log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "ocr_watch", "once", "--config", str(workspace.config_path)],
-                                stderr=err)
+    once = Daemon(workspace.config_path, workspace.root / "once.log", command="once").start()
     try:
-        wait_for(lambda: b"task_created" in log.read_bytes(), 30, what="the task created")
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(30)
+        once.wait_event("task_created", 30)
+        return once.terminate()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        once.stop_quietly()
 
 
 def test_once_on_running_out_of_credits_finishes_what_was_paid_then_exits_3(
