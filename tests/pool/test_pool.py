@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ocr_watch.api import CreateOptions, PicWishClient
 from ocr_watch.emulator import Emulator, render_result
-from ocr_watch.intake.identity import sha256_file, stamp
-from ocr_watch.journal import FileState, Journal, Row
-from ocr_watch.pool import Pool, PoolSettings
+from ocr_watch.intake.identity import sha256_file
+from ocr_watch.journal import FileState
 from ocr_watch.testing import EMU_KEY, png_bytes, sha256
+from tests.pool.harness import Harness, finished
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
@@ -25,60 +21,9 @@ def anyio_backend() -> str:
     return "asyncio"  # anyio's pytest plugin ships with httpx's own dependency
 
 
-class Harness:
-    def __init__(self, root: Path, emulator: Emulator, **settings: Any) -> None:
-        self.root = root
-        self.emulator = emulator
-        for name in ("inbox", "outbox", "quarantine", "archive"):
-            (root / name).mkdir(exist_ok=True)
-        values: dict[str, Any] = dict(
-            inbox=root / "inbox", outbox=root / "outbox", quarantine=root / "quarantine",
-            archive=root / "archive", on_success="archive", create_options=CreateOptions(),
-            poll_min_interval_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2, max_attempts=3, ambiguous_creates=1,
-            max_in_flight=32, queue_size=10_000, task_timeout_s=120.0,
-        )
-        values.update(settings)
-        self.settings = PoolSettings(**values)
-        self.journal = Journal(root / "state" / "journal.sqlite3")
-
-    def drop(self, rel: str, data: bytes) -> Row:
-        path = self.settings.inbox / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return self.journal.add(rel, stamp(path).key, self.settings.options_key)
-
-    async def run(self, until: Callable[[Pool], bool], *, key: str = EMU_KEY, rows: list[Row] | None = None,
-                  resume: list[Row] | None = None, timeout: float = 20.0) -> Pool:
-        async with PicWishClient(self.emulator.base_url, key, requests_per_second=1000) as client:
-            changed = asyncio.Event()
-            pool = Pool(self.journal, client, self.settings, on_change=changed.set)
-            if resume:
-                pool.resume(resume)
-            for row in rows or []:
-                pool.enqueue(row.id)
-            runner = asyncio.create_task(pool.run())
-            try:
-                async with asyncio.timeout(timeout):
-                    while not until(pool):
-                        changed.clear()
-                        await changed.wait()
-            finally:
-                await pool.shutdown(1.0)
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
-        return pool
-
-    def report(self, rel: str) -> dict[str, Any]:
-        return json.loads((self.settings.quarantine / f"{rel}.error.json").read_text())
-
-
 @pytest.fixture
 def harness(tmp_path: Path, emulator: Emulator) -> Harness:
     return Harness(tmp_path, emulator)
-
-
-def finished(n: int) -> Callable[[Pool], bool]:
-    return lambda pool: pool.stats.done + pool.stats.quarantined >= n
 
 
 class TestHappyPath:

@@ -12,9 +12,9 @@ import pytest
 from ocr_watch.api import CreateOptions, ServerError, Task
 from ocr_watch.api.client import Upload
 from ocr_watch.intake.identity import sha256_file, stamp
-from ocr_watch.journal import FileState, Journal, Row
-from ocr_watch.pool import OcrService, Pool, PoolSettings
+from ocr_watch.journal import FileState
 from ocr_watch.testing import png_bytes
+from tests.pool.harness import Harness, finished
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
@@ -59,51 +59,18 @@ class FakeService:
         return len(data)
 
 
-def settings(root: Path, **values: object) -> PoolSettings:
-    for name in ("inbox", "outbox", "quarantine", "archive"):
-        (root / name).mkdir(exist_ok=True)
-    fields: dict[str, object] = {
-        "inbox": root / "inbox", "outbox": root / "outbox", "quarantine": root / "quarantine",
-        "archive": root / "archive", "on_success": "archive", "create_options": CreateOptions(),
-        "poll_min_interval_s": 0.02, "poll_max_interval_s": 0.05, "backoff_initial_s": 0.02,
-        "backoff_max_s": 0.05, "max_attempts": 5, "ambiguous_creates": 1, "max_in_flight": 4,
-        "queue_size": 100, "task_timeout_s": 60.0,
-    }
-    fields.update(values)
-    return PoolSettings(**fields)  # type: ignore[arg-type]
-
-
-async def run_until_ended(journal: Journal, service: OcrService, config: PoolSettings, rows: list[Row]) -> Pool:
-    changed = asyncio.Event()
-    pool = Pool(journal, service, config, on_change=changed.set)
-    for row in rows:
-        pool.enqueue(row.id)
-    runner = asyncio.create_task(pool.run())
-    try:
-        async with asyncio.timeout(30):
-            while pool.stats.done + pool.stats.quarantined < len(rows):
-                changed.clear()
-                await changed.wait()
-    finally:
-        await pool.shutdown(1.0)
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-    return pool
-
-
-def drop(journal: Journal, config: PoolSettings, rel: str, data: bytes) -> Row:
-    path = config.inbox / rel
-    path.write_bytes(data)
-    return journal.add(rel, stamp(path).key, config.options_key)
+def fast(root: Path, **values: object) -> Harness:
+    return Harness(root, poll_min_interval_s=0.02, poll_max_interval_s=0.05, backoff_initial_s=0.02,
+                   backoff_max_s=0.05, max_in_flight=4, **{"max_attempts": 5, **values})
 
 
 async def test_a_fake_service_carries_a_file_to_the_outbox(tmp_path: Path) -> None:
-    config = settings(tmp_path)
-    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+    harness = fast(tmp_path)
+    config, journal = harness.settings, harness.journal
     data = png_bytes(1)
-    row = drop(journal, config, "a.png", data)
+    row = harness.drop("a.png", data)
     service = FakeService([PROCESSING])
-    pool = await run_until_ended(journal, service, config, [row])
+    pool = await harness.drive(service, finished(1), rows=[row])
     assert pool.stats.done == 1 and pool.stats.in_flight == 0
     assert service.uploads == [config.inbox / "a.png"] and service.queries == ["t1", "t1"]
     assert (config.outbox / "a.txt").read_bytes() == b"text of https://results.test/t1.txt"
@@ -112,22 +79,22 @@ async def test_a_fake_service_carries_a_file_to_the_outbox(tmp_path: Path) -> No
 
 
 async def test_failed_queries_are_retried_without_counting_against_the_file(tmp_path: Path) -> None:
-    config = settings(tmp_path, max_attempts=4)
-    journal = Journal(tmp_path / "state" / "journal.sqlite3")
-    row = drop(journal, config, "b.png", png_bytes(2))
+    harness = fast(tmp_path, max_attempts=4)
+    journal = harness.journal
+    row = harness.drop("b.png", png_bytes(2))
     service = FakeService([ServerError("boom", status_code=500)] * 3)
-    pool = await run_until_ended(journal, service, config, [row])
+    pool = await harness.drive(service, finished(1), rows=[row])
     assert pool.stats.done == 1 and service.queries == ["t1"] * 4
     final = journal.get(row.id)
     assert final.state is FileState.DONE and final.attempts == 0
 
 
 async def test_a_task_past_the_poll_timeout_is_quarantined_even_when_queries_only_fail(tmp_path: Path) -> None:
-    config = settings(tmp_path, task_timeout_s=0.2, max_attempts=1000)
-    journal = Journal(tmp_path / "state" / "journal.sqlite3")
-    row = drop(journal, config, "c.png", png_bytes(3))
+    harness = fast(tmp_path, task_timeout_s=0.2, max_attempts=1000)
+    config = harness.settings
+    row = harness.drop("c.png", png_bytes(3))
     service = FakeService([ServerError("boom", status_code=502)] * 10_000)
-    pool = await run_until_ended(journal, service, config, [row])
+    pool = await harness.drive(service, finished(1), rows=[row])
     assert pool.stats.quarantined == 1 and service.downloads == []
     report = json.loads((config.quarantine / "c.png.error.json").read_text())
     assert "poll.timeout_seconds" in report["reason"] and "the last query failed: boom" in report["reason"]
