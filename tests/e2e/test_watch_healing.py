@@ -52,7 +52,9 @@ class TestInboxLost:
         daemon = daemon_factory(workspace.write_config()).start()
         daemon.wait_event("watching")
         workspace.drop("before.png", png_bytes(1))
-        wait_for(lambda: (workspace.outbox / "before.txt").exists(), 60, what="file before the loss done")
+        # Archived, not only written: the source's move out of the inbox must be over, or the
+        # rmtree below races it.
+        wait_for(lambda: (workspace.archive / "before.png").exists(), 60, what="file before the loss done")
 
         shutil.rmtree(workspace.inbox)
         workspace.inbox.mkdir()
