@@ -162,6 +162,11 @@ class HookRunner:
         crashed): a copy, for status and tests."""
         return dict(self._counts)
 
+    @property
+    def busy(self) -> int:
+        """How many hooks run now."""
+        return len(self._busy)
+
     async def __aenter__(self) -> Self:
         self.start()
         return self
