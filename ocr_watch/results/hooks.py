@@ -19,14 +19,15 @@ The contract (for the README's "Hooks" section):
   ``OCRW_TASK_IDS``   the API task ids it cost, one a line, like ``OCRW_OUTPUTS``
   ==================  =========================================================================
 
-  A path with a newline in its name is ambiguous in a one-a-line list; none of ours is built so,
-  but a source may be named so.
+  A name with a newline in it (legal, if rare, and an output's name follows its source's) is
+  ambiguous in a one-a-line list.
 - The rest of the environment is small and clean: ``PATH``, ``HOME``, ``LANG``, ``LC_*``, ``TZ``
   and ``TMPDIR`` from the daemon's, and none of those if its value holds a secret. Never the API
   key, ``PICWISH_API_KEY``, ``CREDENTIALS_DIRECTORY`` or anything else of the daemon's.
-- stdin is ``/dev/null``. stdout and stderr are read as the hook writes them, and only the last
-  few KiB of each are kept; the last lines of stderr go into the log line of a failure,
-  redacted like every log line.
+- stdin is ``/dev/null``; no other open file of the daemon's (journal, run lock, sockets) is
+  inherited; the working directory is the daemon's, so use the absolute paths given. stdout and
+  stderr are read as the hook writes them, and only the last few KiB of each are kept; the last
+  lines of stderr go into the log line of a failure, redacted like every log line.
 - At most ``max_running`` hooks run at once (4); up to ``max_queued`` more wait (1,000). A hook
   beyond that is not run, and ``hook_dropped`` says so: a flood of files must not grow the
   daemon's memory, and the file's own state is already final.
@@ -95,8 +96,9 @@ class HookFacts:
     task_ids: Sequence[str] = ()
 
     def variables(self) -> dict[bytes, bytes]:
-        """The ``OCRW_*`` variables."""
-        return {
+        """The ``OCRW_*`` variables. No path holds a NUL byte; a reason that did (an API's
+        message) loses it, since no environment can carry one."""
+        facts = {
             b"OCRW_EVENT": self.event.value.encode(),
             b"OCRW_JOB": os.fsencode(self.job),
             b"OCRW_SOURCE": b"" if self.source is None else os.fsencode(self.source),
@@ -104,6 +106,7 @@ class HookFacts:
             b"OCRW_REASON": os.fsencode(self.reason),
             b"OCRW_TASK_IDS": b"\n".join(os.fsencode(t) for t in self.task_ids),
         }
+        return {name: value.replace(b"\0", b"") for name, value in facts.items()}
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ DEFAULT_LIMITS = HookLimits()
 def hook_environment(environ: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[bytes, bytes]:
     """The few variables a hook inherits from ``environ``: locale, PATH, HOME, TZ, TMPDIR; none
     whose value holds one of ``secrets``. Everything else, the key first, stays behind."""
-    hidden = [s for s in secrets if s]
+    hidden = [s for s in secrets if len(s) >= 4]  # as the log's Redactor: short strings are words
     kept = {name: value for name, value in environ.items()
             if (name in KEPT_VARIABLES or name.startswith("LC_")) and not any(s in value for s in hidden)}
     kept.setdefault("PATH", DEFAULT_PATH)
@@ -279,7 +282,8 @@ class HookRunner:
             log.warning("hook_stopped", **fields, reason="shutdown", duration_s=duration_s, stderr=tail)
         elif timed_out:
             self._counts["timed_out"] += 1
-            log.warning("hook_timeout", **fields, timeout_s=self._limits.timeout_s, stderr=tail)
+            log.warning("hook_timeout", **fields, timeout_s=self._limits.timeout_s, duration_s=duration_s,
+                        stderr=tail)
         elif code != 0:
             self._counts["failed"] += 1
             log.warning("hook_failed", **fields, code=code, duration_s=duration_s, stderr=tail)

@@ -18,7 +18,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from ocr_watch import logs
-from ocr_watch.results.hooks import HookEvent, HookFacts, HookLimits, HookRunner
+from ocr_watch.results.hooks import HookEvent, HookFacts, HookLimits, HookRunner, hook_environment
 from ocr_watch.testing import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -298,3 +298,16 @@ def json_log() -> Iterator[io.StringIO]:
     sys.unraisablehook = unraisable
     logging.captureWarnings(False)
     structlog.reset_defaults()
+
+
+class TestPureParts:
+    def test_the_environment_keeps_locale_path_and_home_unless_they_hold_a_secret(self) -> None:
+        """LC_* and the few named variables pass; one whose value holds the key does not; PATH has a default."""
+        env = hook_environment({"LC_TIME": "de_DE.UTF-8", "HOME": f"/home/{KEY}", "TZ": "UTC",
+                                "PICWISH_API_KEY": KEY, "SSH_AUTH_SOCK": "/run/ssh"}, secrets=[KEY])
+        assert env == {b"LC_TIME": b"de_DE.UTF-8", b"TZ": b"UTC", b"PATH": b"/usr/local/bin:/usr/bin:/bin"}
+
+    def test_a_nul_in_a_reason_is_dropped_not_fatal(self) -> None:
+        """No environment carries a NUL byte; a reason that had one still reaches the hook."""
+        variables = facts(HookEvent.QUARANTINED, reason="bad\x00answer").variables()
+        assert variables[b"OCRW_REASON"] == b"badanswer" and variables[b"OCRW_OUTPUTS"] == b""
