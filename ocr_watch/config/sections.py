@@ -12,31 +12,19 @@ from urllib.parse import urlsplit
 from ocr_watch.choices import OnSuccess, WatchMode
 
 from . import checks as c
+from .job import JOB_KEYS, FoldersSection, Job, OcrSection, read_jobs
 from .schema import REQUIRED, Secret, setting
 
 __all__ = ["ApiSection", "CallbackSection", "Config", "FoldersSection", "OcrSection",
            "PollSection", "PoolSection", "RetrySection", "WatchSection"]
 
 DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
-DEFAULT_LANGUAGE = "ChinesePRC,English,Digits"
 DEFAULT_CALLBACK_LISTEN = "127.0.0.1:8765"
-FORMATS = ("txt", "pdf", "docx", "xlsx", "pptx")
-ON_SUCCESS = tuple(OnSuccess)
 WATCH_MODES = tuple(WatchMode)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _POSITIVE = c.number(0, inclusive=False)
 _NOT_NEGATIVE = c.number(0, inclusive=True)
-
-
-@dataclass(frozen=True)
-class FoldersSection:
-    """Where files come in, go out, go when they fail, and go after success."""
-
-    inbox: Path = field(metadata=setting(REQUIRED, c.folder))
-    outbox: Path = field(metadata=setting(REQUIRED, c.folder))
-    quarantine: Path = field(metadata=setting(REQUIRED, c.folder))
-    archive: Path = field(metadata=setting(None, c.folder))  # default <inbox>/../archive: rules.py
 
 
 @dataclass(frozen=True)
@@ -52,15 +40,6 @@ class ApiSection:
     # A call's whole life (httpx's timeouts are per read): see api/client.py.
     answer_timeout_seconds: float = field(metadata=setting(60, _POSITIVE))
     download_min_bytes_per_second: float = field(metadata=setting(16384, _POSITIVE))
-
-
-@dataclass(frozen=True)
-class OcrSection:
-    """What to ask the OCR service for."""
-
-    format: str = field(metadata=setting("txt", c.choice(FORMATS)))
-    language: str = field(metadata=setting(DEFAULT_LANGUAGE, c.language))
-    password: Secret | None = field(metadata=setting(None, c.password))
 
 
 @dataclass(frozen=True)
@@ -137,16 +116,18 @@ class Config:
     """The whole effective configuration; every default filled in, every path absolute.
 
     The top-level keys, in the file's order: a section field is a ``key:`` mapping, a field
-    with a setting is a scalar key, the others (path, state_dir_legacy) are not in the file.
+    with a setting is a scalar key (``jobs`` reads ``jobs:`` or the simple setup's
+    ``folders``, ``on_success`` and ``ocr``: job.py), the others (path, state_dir_legacy)
+    are not in the file.
     """
 
     path: Path
-    folders: FoldersSection
-    on_success: OnSuccess = field(metadata=setting(OnSuccess.ARCHIVE, c.choice(ON_SUCCESS, OnSuccess)))
-    # Default <inbox>/../.ocr-watch/<inbox name>, or the old shared one: rules.py.
+    # Every job, in the file's order; the simple setup gives exactly one, named 'default'.
+    jobs: tuple[Job, ...] = field(metadata=setting(REQUIRED, read=read_jobs, extra_keys=JOB_KEYS))
+    # One journal for every job. Default: the simple setup <inbox>/../.ocr-watch/<inbox name>
+    # (or the old shared one); with jobs: <config folder>/.ocr-watch/<config name>.jobs (placement.py).
     state_dir: Path = field(metadata=setting(None, c.folder))
     api: ApiSection
-    ocr: OcrSection
     pool: PoolSection
     poll: PollSection
     callback: CallbackSection
@@ -155,3 +136,22 @@ class Config:
     log_level: str = field(metadata=setting("info", c.choice(LOG_LEVELS)))
     # True: state_dir is the old shared default <inbox>/../.ocr-watch, kept for its journal.
     state_dir_legacy: bool = False
+
+    @property
+    def simple(self) -> bool:
+        """The simple setup (top-level folders, no ``jobs:``): its one job's keys are unprefixed."""
+        return len(self.jobs) == 1 and self.jobs[0].prefix == ""
+
+    # The first job's, for code that serves one job. With several jobs that is only the first:
+    # the daemon serves them all once issue 18 is wired.
+    @property
+    def folders(self) -> FoldersSection:
+        return self.jobs[0].folders
+
+    @property
+    def ocr(self) -> OcrSection:
+        return self.jobs[0].ocr
+
+    @property
+    def on_success(self) -> OnSuccess:
+        return self.jobs[0].on_success
