@@ -270,6 +270,13 @@ class TestErrors:
             assert has(found, key, "cannot be combined with jobs", f"jobs.<name>.{key}")
         assert len(found) == 3
 
+    def test_rules_and_hooks_at_the_top_level_say_where_they_belong(self, tmp_path: Path) -> None:
+        text = f"folders: {{inbox: in, outbox: out, quarantine: q}}\napi: {{key: {KEY}}}\nrules: []\nhooks: {{}}\n"
+        found = problems(tmp_path, text)
+        assert has(found, "rules", "unknown key", "rules belong to a job", "jobs: {<name>:")
+        assert has(found, "hooks", "unknown key", "hooks belong to a job")
+        assert len(found) == 2
+
     def test_jobs_must_be_a_non_empty_mapping(self, tmp_path: Path) -> None:
         for value in ("[a, b]", "{}", "x"):
             found = problems(tmp_path, f"jobs: {value}\napi: {{key: {KEY}}}\n")

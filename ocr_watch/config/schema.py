@@ -176,14 +176,19 @@ class Reader:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
 
-    def unknown_keys(self, mapping: Mapping[Any, Any], prefix: str, known: tuple[str, ...]) -> None:
+    def unknown_keys(self, mapping: Mapping[Any, Any], prefix: str, known: tuple[str, ...],
+                     hints: Mapping[str, str] | None = None) -> None:
+        """A problem per key not in ``known``: "did you mean", ``hints``' word for a key that
+        belongs elsewhere, or the known keys."""
         for key in mapping:
             dotted = f"{prefix}.{key}" if prefix else str(key)
             if not isinstance(key, str):
                 self.problem(dotted, "keys must be strings")
             elif key not in known:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+                hint = (f"; did you mean '{close[0]}'?" if close
+                        else f"; {hints[key]}" if hints and key in hints
+                        else f"; known keys: {', '.join(known)}")
                 self.problem(dotted, "unknown key" + hint)
 
 
@@ -195,7 +200,7 @@ def read_section(r: Reader, cls: type[DataclassInstance], raw: object, prefix: s
     if not isinstance(raw, dict):
         r.problem(prefix, f"must be a mapping of keys, got {type_name(raw)}")
         raw = {}
-    r.unknown_keys(raw, prefix, known_keys(cls))
+    r.unknown_keys(raw, prefix, known_keys(cls), getattr(cls, "KEY_HINTS", None))
     values: dict[str, Any] = {}
     for f in fields(cls):
         dotted = f"{prefix}.{yaml_key(f)}" if prefix else yaml_key(f)

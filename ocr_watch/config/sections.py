@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from ocr_watch.choices import OnSuccess, WatchMode
@@ -120,6 +121,11 @@ class Config:
     ``folders``, ``on_success`` and ``ocr``: job.py), the others (path, state_dir_legacy)
     are not in the file.
     """
+
+    # Where a key the top level does not know belongs (schema.Reader.unknown_keys).
+    KEY_HINTS: ClassVar[dict[str, str]] = {
+        key: f"{key} belong to a job: write the folders as jobs: {{<name>: {{folders: ..., {key}: ...}}}}"
+        for key in ("rules", "hooks")}
 
     path: Path
     # Every job, in the file's order; the simple setup gives exactly one, named 'default'.
