@@ -278,7 +278,7 @@ class TestErrors:
         assert len(found) == 2
 
     def test_jobs_must_be_a_non_empty_mapping(self, tmp_path: Path) -> None:
-        for value in ("[a, b]", "{}", "x"):
+        for value in ("[a, b]", "{}", "x", "0"):
             found = problems(tmp_path, f"jobs: {value}\napi: {{key: {KEY}}}\n")
             assert len(found) == 1 and has(found, "jobs", "mapping of job names")
 
@@ -522,10 +522,11 @@ def test_the_example_jobs_block_loads(tmp_path: Path) -> None:
 
 def test_check_config_shows_the_jobs_and_run_refuses_them_for_now(tmp_path: Path) -> None:
     """`check-config` exits 0 and prints every job, masked; `run` (the daemon serves one job
-    until issue 18 is wired) exits 2 naming jobs:, before it touches a journal or the API."""
+    and one format until issue 18 is wired) exits 2 naming jobs: (before it opens a journal)
+    or ocr.format (before it calls the API)."""
     config = write(tmp_path, three_jobs(tmp_path))
 
-    def cli(command: str) -> subprocess.CompletedProcess[str]:
+    def cli(command: str, config: Path = config) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ocr_watch", command, "--config", str(config)],
                               capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
 
@@ -537,3 +538,8 @@ def test_check_config_shows_the_jobs_and_run_refuses_them_for_now(tmp_path: Path
     assert not (tmp_path / ".ocr-watch" / "ocr-watch.jobs" / "journal.sqlite3").exists()
     for secret in (KEY, JOB_KEY, PASSWORD):
         assert secret not in checked.stdout + checked.stderr + ran.stdout + ran.stderr
+    simple = write(tmp_path, f"folders: {{inbox: in, outbox: out, quarantine: q}}\n"
+                             f"ocr: {{format: [pdf, txt]}}\n"
+                             f"api: {{key: {KEY}, base_url: 'http://127.0.0.1:9'}}\n", "simple.yaml")
+    ran = cli("run", simple)
+    assert ran.returncode == 2 and "ocr.format: pdf, txt are read" in ran.stderr

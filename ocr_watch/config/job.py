@@ -170,7 +170,7 @@ def read_jobs(r: Reader, section: Mapping[str, Any], dotted: str) -> tuple[Job, 
                            f"the jobs (jobs.<name>.{key}), or drop jobs for the simple setup")
     if not isinstance(raw, dict) or not raw:
         r.problem(dotted, "must be a mapping of job names to jobs (at least one), got "
-                          + (type_name(raw) if raw else "none"))
+                          + ("an empty mapping" if raw == {} else type_name(raw)))
         return ()
     jobs = []
     for name, raw_job in raw.items():
