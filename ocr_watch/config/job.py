@@ -121,7 +121,7 @@ def _show_argv(argv: tuple[str, ...] | None) -> list[str] | None:
 
 @dataclass(frozen=True)
 class HooksSection:
-    """Commands run after a file is done or quarantined (no shell; the lead's hooks runner)."""
+    """Commands to run after a file is done or quarantined: argv lists, no shell."""
 
     on_done: tuple[str, ...] | None = field(metadata=setting(None, c.argv, show=_show_argv))
     on_quarantine: tuple[str, ...] | None = field(metadata=setting(None, c.argv, show=_show_argv))

@@ -21,6 +21,7 @@ __all__ = ["ApiSection", "CallbackSection", "Config", "FoldersSection", "OcrSect
 
 DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
 DEFAULT_CALLBACK_LISTEN = "127.0.0.1:8765"
+FORMATS = c.FORMATS  # the output formats the service makes (checked in checks.py)
 WATCH_MODES = tuple(WatchMode)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
