@@ -10,12 +10,17 @@ close the client and the journal. The order is declared once: each stage registe
 on an exit stack where it starts, and the stack stops them in reverse.
 
 `run` and `once` share this code; `once` only adds a condition to stop on.
+
+Every job is served by this one process (issue 18): an admission and a watcher per job's
+inbox, a pool per API key over the one journal, one callback receiver, one hook runner
+(served.py builds the parts per job and per key).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Callable
@@ -25,14 +30,17 @@ import structlog
 
 from ocr_watch import config as cfgmod
 from ocr_watch.admission import Admission
-from ocr_watch.api import CreateOptions, PicWishClient
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
 from ocr_watch.fsops import remove_stale_temps
 from ocr_watch.intake.source import ignore_lease_breaks
-from ocr_watch.journal import Journal
-from ocr_watch.pool import PollPlanner, Pool, PoolSettings
+from ocr_watch.journal import Journal, Row
+from ocr_watch.pool import PollPlanner
+from ocr_watch.pool.flight import Ended
+from ocr_watch.pool.group import PoolGroup
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY
 from ocr_watch.pool.memory import PlannerMemory
+from ocr_watch.results.hooks import HookRunner
+from ocr_watch.served import HookDispatch, build_pools, fix_legacy, pool_settings, refuse_several_formats, row_options
 from ocr_watch.watch import InboxWatcher, keep_watching
 
 __all__ = ["Outcome", "pool_settings", "serve"]
@@ -40,8 +48,6 @@ __all__ = ["Outcome", "pool_settings", "serve"]
 log = structlog.get_logger("ocr_watch.daemon")
 
 SHUTDOWN_GRACE_S = 20.0
-# In state_dir: the reports of files moved back from quarantine to be run again.
-RETIRED_REPORTS = "retired-reports"
 EXIT_OK, EXIT_QUARANTINED, EXIT_ACCOUNT, EXIT_UNFINISHED = 0, 1, 3, 75
 
 
@@ -69,30 +75,6 @@ class Outcome:
         return EXIT_QUARANTINED if self.quarantined else EXIT_OK
 
 
-def pool_settings(config: cfgmod.Config, url: str | None = None) -> PoolSettings:
-    """`url`: the callback URL given to the service, token included; None: callbacks off."""
-    password = config.ocr.password.reveal() if config.ocr.password else None
-    return PoolSettings(
-        inbox=config.folders.inbox,
-        outbox=config.folders.outbox,
-        quarantine=config.folders.quarantine,
-        archive=config.folders.archive,
-        on_success=config.on_success,
-        create_options=CreateOptions(format=config.ocr.format, language=config.ocr.language, password=password,
-                                     callback_url=url),
-        max_in_flight=config.pool.max_in_flight,
-        queue_size=config.pool.queue_size,
-        poll_min_interval_s=config.poll.interval_seconds,
-        task_timeout_s=config.poll.timeout_seconds,
-        max_attempts=config.retry.max_attempts,
-        ambiguous_creates=config.retry.ambiguous_creates,
-        backoff_initial_s=config.retry.backoff_initial_seconds,
-        backoff_max_s=config.retry.backoff_max_seconds,
-        callback_fallback_s=config.callback.fallback_seconds if url else None,
-        retired_reports=config.state_dir / RETIRED_REPORTS,
-    )
-
-
 async def serve(
     config: cfgmod.Config,
     *,
@@ -117,9 +99,9 @@ async def serve(
             outcome.stopped_early = why
             stop.set()
 
+    refuse_several_formats(config)
     ignore_lease_breaks()  # admission's writer check takes a read lease for an instant
     callback = _callback(config)
-    settings = pool_settings(config, callback[1] if callback else None)
     started = time.monotonic()
     # Each stage is started next to the line that registers how it stops: the stack stops
     # them in the reverse order, on any exit (a crash of one stage included).
@@ -132,47 +114,61 @@ async def serve(
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
         journal = Journal(config.state_dir / "journal.sqlite3")
         stages.callback(journal.close)
-        client = PicWishClient(config.api.base_url, config.api.key.reveal(),
-                               requests_per_second=config.api.requests_per_second,
-                               answer_timeout_s=config.api.answer_timeout_seconds,
-                               download_min_bps=config.api.download_min_bytes_per_second)
-        stages.push_async_callback(client.aclose)
-        planner = PollPlanner(min_interval_s=settings.poll_min_interval_s,
-                              max_interval_s=settings.poll_max_interval_s)
+        hooks = HookRunner(secrets=secrets(config))
+        hooks.start()
+        stages.push_async_callback(hooks.aclose)
+        dispatch = HookDispatch(config, journal, hooks)
+        defaults = pool_settings(config)
+        planner = PollPlanner(min_interval_s=defaults.poll_min_interval_s,
+                              max_interval_s=defaults.poll_max_interval_s)
         activity = asyncio.Event()
-        # A newer version of a file seen while its row was in flight is admitted when it leaves.
-        pool = Pool(journal, client, settings, planner=planner, on_change=activity.set,
-                    on_released=lambda rel: admission.released(rel))
-        admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
-                              settle_s=config.watch.settle_seconds, activity=activity)
+
+        def released(row: Row, ended: Ended | None) -> None:
+            # A newer version of a file seen while its row was in flight is admitted when it
+            # leaves; a file whose state is final runs its job's hook.
+            if row.job in admissions:
+                admissions[row.job].released(row.rel)
+            dispatch.ended(row, ended)
+
+        pool, clients = build_pools(config, journal, callback[1] if callback else None, planner,
+                                    on_change=activity.set, on_released=released)
+        for client in clients:
+            stages.push_async_callback(client.aclose)
+        admissions = {
+            job.name: Admission(job.folders.inbox, journal, functools.partial(pool.enqueue, job=job.name),
+                                functools.partial(row_options, job), job=job.name,
+                                settle_s=config.watch.settle_seconds, activity=activity)
+            for job in config.jobs}
 
         def count_unfinished() -> None:  # while the journal is still open
-            outcome.unfinished = len(journal.live_rows()) + admission.waiting
+            outcome.unfinished = len(journal.live_rows()) + sum(a.waiting for a in admissions.values())
         stages.callback(count_unfinished)
         memory = PlannerMemory(config.state_dir / PLANNER_MEMORY, planner)
         stages.callback(memory.save)
 
         def snapshot() -> Outcome:
             stats = pool.stats
-            outcome.admitted = admission.admitted
+            outcome.admitted = sum(a.admitted for a in admissions.values())
             outcome.done = stats.done
             outcome.quarantined = stats.quarantined
             outcome.in_flight = stats.in_flight
             outcome.account_problem = pool.account_problem
             return outcome
 
-        for folder in (config.folders.outbox, config.state_dir):
+        for folder in (*dict.fromkeys(job.folders.outbox for job in config.jobs), config.state_dir):
             for stale in await asyncio.to_thread(remove_stale_temps, folder):
                 log.info("stale_temp_removed", path=str(stale))
         memory.load()
-        live = journal.live_rows()
-        log.info("starting", mode="once" if once else "run", inbox=str(config.folders.inbox),
-                 resuming=len(live), requests_per_second=config.api.requests_per_second,
-                 max_in_flight=config.pool.max_in_flight, format=config.ocr.format)
+        live = fix_legacy(config, journal, journal.live_rows())
+        for job in config.jobs:
+            log.info("starting", mode="once" if once else "run", job=job.name, inbox=str(job.folders.inbox),
+                     resuming=sum(1 for row in live if row.job == job.name),
+                     requests_per_second=config.api.requests_per_second, max_in_flight=config.pool.max_in_flight,
+                     format=",".join(job.ocr.formats), rules=len(job.rules))
         pool.resume(live)
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(pool.run(), name="pool"),
-            asyncio.create_task(admission.run(), name="admission"),
+            *(asyncio.create_task(a.run(), name=f"admission {name}") for name, a in admissions.items()),
             asyncio.create_task(memory.keep(), name="planner-memory"),
         ]
         stages.push_async_callback(_stop_stages, pool, tasks)
@@ -183,25 +179,22 @@ async def serve(
             # Callbacks from now on are lost; a restart queries those tasks.
             stages.push_async_callback(asyncio.to_thread, receiver.stop)
         if not once:
-            watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
-            watcher = InboxWatcher(config.folders.inbox, admission.report, loop=loop,
-                                   mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
-                                   on_trouble=watch_trouble.set, on_overflow=admission.spawn_scan)
-            await asyncio.to_thread(watcher.start)
-            stages.push_async_callback(asyncio.to_thread, watcher.stop)
-            tasks.append(asyncio.create_task(keep_watching(watcher, admission.spawn_scan, wake=watch_trouble),
-                                             name="watch"))
+            for admission in admissions.values():
+                tasks.append(await _watch(config, admission, stages, loop))
         stages.callback(lambda: log.info("stopping", in_flight=pool.stats.in_flight, queued=pool.stats.queued))
-        admission.spawn_scan()
+        for admission in admissions.values():
+            admission.spawn_scan()
         if not once and config.watch.rescan_seconds > 0:
-            tasks.append(asyncio.create_task(_rescan(admission, config.watch.rescan_seconds), name="rescan"))
+            tasks.append(asyncio.create_task(_rescan(list(admissions.values()), config.watch.rescan_seconds),
+                                             name="rescan"))
         stopper = asyncio.create_task(stop.wait())
         stages.callback(stopper.cancel)
         while not stop.is_set():
             activity.clear()
             if on_progress:
                 on_progress(snapshot())
-            if once and (admission.idle and pool.idle):
+            if once and all(a.idle for a in admissions.values()) and pool.idle:
+                await hooks.drain()  # `once` exits after its files' hooks have run
                 break
             if once and pool.account_problem and (pool.key_refused or not pool.paid_in_flight):
                 break
@@ -221,8 +214,9 @@ async def serve(
 
 
 def secrets(config: cfgmod.Config) -> list[str]:
-    """Every secret a log line must never show: the key, the OCR password, the callback token."""
-    found = [config.api.key.reveal()] + ([config.ocr.password.reveal()] if config.ocr.password else [])
+    """Every secret a log line must never show: the keys, the OCR passwords (every job's and
+    rule's), the callback token."""
+    found = [secret.reveal() for secret in cfgmod.secrets_in(config)]
     callback = _callback(config)
     return found + ([callback[0]] if callback else [])
 
@@ -235,7 +229,20 @@ def _callback(config: cfgmod.Config) -> tuple[str, str] | None:
     return token, callback_url(config.callback.url, token)
 
 
-async def _stop_stages(pool: Pool, tasks: list[asyncio.Task[None]]) -> None:
+async def _watch(config: cfgmod.Config, admission: Admission, stages: contextlib.AsyncExitStack,
+                 loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+    """Start watching one job's inbox (its stop on the stack); the task that keeps it watched."""
+    watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
+    watcher = InboxWatcher(admission.inbox, admission.report, loop=loop,
+                           mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
+                           on_trouble=watch_trouble.set, on_overflow=admission.spawn_scan)
+    await asyncio.to_thread(watcher.start)
+    stages.push_async_callback(asyncio.to_thread, watcher.stop)
+    return asyncio.create_task(keep_watching(watcher, admission.spawn_scan, wake=watch_trouble),
+                               name=f"watch {admission.job}")
+
+
+async def _stop_stages(pool: PoolGroup, tasks: list[asyncio.Task[None]]) -> None:
     """Let uploads, downloads and moves under way finish within the grace, then end the stages."""
     await pool.shutdown(SHUTDOWN_GRACE_S)
     for task in tasks:
@@ -256,7 +263,7 @@ def _listen(receiver: CallbackReceiver) -> None:
     log.info("callbacks_listening", host=host, port=port)
 
 
-async def _rescan(admission: Admission, every_s: float) -> None:
+async def _rescan(admissions: list[Admission], every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
-        await admission.spawn_scan()
+        await asyncio.gather(*(admission.spawn_scan() for admission in admissions))

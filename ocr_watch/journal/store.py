@@ -22,7 +22,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from .integrity import JournalError, check_after_opening, look_before_opening, n
 from .states import TERMINAL, FileState, Stage, check_transition
 from .transitions import Transitions
 
-__all__ = ["Journal", "Row"]
+__all__ = ["Journal", "Row", "RowOptions", "options_key"]
 
-_SCHEMA_VERSION = 6
+_SCHEMA_VERSION = 7
 
 _SCHEMA_V1 = """
 CREATE TABLE files (
@@ -87,6 +87,24 @@ _MIGRATIONS = {
        "ALTER TABLE files ADD COLUMN possible_double_charges INTEGER NOT NULL DEFAULT 0;",
     # A file moved back from quarantine is found by its inode (see quarantined_as).
     6: "CREATE INDEX files_inode ON files(inode);",
+    # Jobs (issue 18): each row knows its job, and the options it was admitted with (format,
+    # language, password, the rule that matched), fixed then so a reload or a restart never
+    # changes what a file in flight pays for. A file asked for in several formats is one row
+    # per format, all with the `batch` of its first row. A path is live once per job and
+    # format. Rows of an older version have no options yet (NULL): the first start that
+    # knows them fixes them from the configuration, as that version would have (`fix_options`).
+    7: "ALTER TABLE files ADD COLUMN job TEXT NOT NULL DEFAULT 'default';"
+       "ALTER TABLE files ADD COLUMN format TEXT;"
+       "ALTER TABLE files ADD COLUMN language TEXT;"
+       "ALTER TABLE files ADD COLUMN password TEXT;"
+       "ALTER TABLE files ADD COLUMN rule INTEGER;"
+       "ALTER TABLE files ADD COLUMN batch INTEGER;"
+       "DROP INDEX files_live_rel;"
+       "CREATE UNIQUE INDEX files_live_rel ON files(job, rel, COALESCE(format, ''))"
+       " WHERE state NOT IN ('done', 'quarantined');"
+       "DROP INDEX files_rel;"
+       "CREATE INDEX files_rel ON files(job, rel);"
+       "CREATE INDEX files_batch ON files(batch) WHERE batch IS NOT NULL;",
 }
 
 # Owner-only: the journal holds pre-signed links to every result.
@@ -122,10 +140,44 @@ class Row:
     mode: int | None = None
     lost_create_answers: int = 0
     possible_double_charges: int = 0
+    job: str = "default"
+    format: str | None = None     # None: a row of an older version, options not yet fixed
+    language: str | None = None
+    # The OCR password the file was admitted with: kept here (the journal is owner-only, like
+    # the result links it holds) so a reload that changes or drops the password file never
+    # changes what a file in flight is sent with. Never shown by a repr.
+    password: str | None = field(default=None, repr=False)
+    rule: int | None = None       # the index of the job's rule that matched; None: the job's own
+    batch: int | None = None      # several formats: the id of the file's first row
+
+    @property
+    def siblings_key(self) -> int:
+        """What the rows of one file asked for in several formats share."""
+        return self.batch if self.batch is not None else self.id
 
     @property
     def stamp(self) -> tuple[int, int, int]:
         return (self.size, self.mtime_ns, self.inode)
+
+
+@dataclass(frozen=True, slots=True)
+class RowOptions:
+    """What one row is converted with, fixed at admission (one format each)."""
+
+    format: str
+    language: str
+    password: str | None = field(default=None, repr=False)
+    rule: int | None = None
+
+    @property
+    def options_key(self) -> str:
+        """What makes two results of the same content interchangeable (the password is not:
+        it only opens the file)."""
+        return options_key(self.format, self.language)
+
+
+def options_key(fmt: str, language: str) -> str:
+    return f"{fmt}|{language}"
 
 
 _COLUMNS = [f.name for f in fields(Row)]
@@ -262,11 +314,26 @@ class Journal(Transitions):
         """Every row not yet done or quarantined: the work a restart must resume."""
         return self._select("state NOT IN ('done', 'quarantined') ORDER BY id")
 
-    def live_for(self, rel: str) -> Row | None:
-        rows = self._select("rel = ? AND state NOT IN ('done', 'quarantined')", (rel,))
+    def live_for(self, rel: str, job: str = "default") -> Row | None:
+        """A live row of `job`'s file at `rel` (of any of its formats), if any."""
+        rows = self._select("job = ? AND rel = ? AND state NOT IN ('done', 'quarantined') LIMIT 1", (job, rel))
         return rows[0] if rows else None
 
-    def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int]) -> Row | None:
+    def siblings(self, row: Row) -> list[Row]:
+        """The other rows of a file asked for in several formats (one row per format)."""
+        if row.batch is None:
+            return []
+        return self._select("batch = ? AND id != ? ORDER BY id", (row.batch, row.id))
+
+    def delivered(self, job: str, sha256: str, options_key: str, *, exclude_id: int) -> Row | None:
+        """The latest row of `job` that wrote an output of the same content and options: a
+        file run again (moved back from quarantine) need not pay for that output twice."""
+        rows = self._select(
+            "job = ? AND sha256 = ? AND options_key = ? AND state = 'done' AND output_rel IS NOT NULL"
+            " AND id != ? ORDER BY id DESC LIMIT 1", (job, sha256, options_key, exclude_id))
+        return rows[0] if rows else None
+
+    def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int], job: str = "default") -> Row | None:
         """A finished row for this very file (same path, size, mtime, inode) that left it in
         the inbox, if any.
 
@@ -277,10 +344,10 @@ class Journal(Transitions):
         """
         size, mtime_ns, inode = stamp
         rows = self._select(
-            "rel = ? AND size = ? AND mtime_ns = ? AND inode = ?"
+            "job = ? AND rel = ? AND size = ? AND mtime_ns = ? AND inode = ?"
             " AND (state = 'done' OR (state = 'quarantined' AND final_path IS NULL))"
             " ORDER BY id DESC LIMIT 1",
-            (rel, size, mtime_ns, inode),
+            (job, rel, size, mtime_ns, inode),
         )
         return rows[0] if rows else None
 
@@ -316,11 +383,16 @@ class Journal(Transitions):
         )
         return rows[0] if rows else None
 
-    def queued_after(self, row_id: int, limit: int) -> list[int]:
-        """Ids of queued rows admitted after `row_id`, oldest first: the backlog beyond the queue."""
-        cur = self._db.execute(
-            "SELECT id FROM files WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?", (row_id, limit)
-        )
+    def queued_after(self, row_id: int, limit: int, job: str | None = None) -> list[int]:
+        """Ids of queued rows admitted after `row_id`, oldest first: the backlog beyond the
+        queue (of one job, or of all)."""
+        if job is None:
+            cur = self._db.execute(
+                "SELECT id FROM files WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?", (row_id, limit))
+        else:
+            cur = self._db.execute(
+                "SELECT id FROM files WHERE state = 'queued' AND job = ? AND id > ? ORDER BY id LIMIT ?",
+                (job, row_id, limit))
         return [r[0] for r in cur]
 
     def output_taken(self, output_rel: str, *, exclude_id: int) -> bool:
@@ -332,19 +404,52 @@ class Journal(Transitions):
 
     # -- writing -------------------------------------------------------------------------
 
-    def add(self, rel: str, stamp: tuple[int, int, int], options_key: str, *, mode: int | None = None) -> Row:
-        """Record a file that is ready to be worked on; it starts queued. `mode`: the source's
-        permission bits."""
+    def add(self, rel: str, stamp: tuple[int, int, int], options_key: str, *, mode: int | None = None,
+            job: str = "default") -> Row:
+        """Record a file that is ready to be worked on, one row whose options are fixed later
+        (`fix_options`); it starts queued. `mode`: the source's permission bits."""
+        return self.add_file(rel, stamp, (), mode=mode, job=job, options_key=options_key)[0]
+
+    def add_file(self, rel: str, stamp: tuple[int, int, int], options: Iterable[RowOptions], *,
+                 mode: int | None = None, job: str = "default", options_key: str = "") -> list[Row]:
+        """Record a file that is ready to be worked on: one queued row per format in `options`
+        (none: one row, its options fixed later, with `options_key`), all in one transaction;
+        several share the first's id as their `batch`."""
         now = self._clock()
         size, mtime_ns, inode = stamp
-        cur = self._db.execute(
-            "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at, mode)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-            _params((rel, size, mtime_ns, inode, options_key, now, now, mode)),
-        )
-        assert cur.lastrowid is not None
+        wanted: list[RowOptions | None] = list(options) or [None]
+        ids: list[int] = []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for opts in wanted:
+                key = options_key if opts is None else opts.options_key
+                batch = (ids[0] if ids else None) if len(wanted) > 1 else None
+                cur = self._db.execute(
+                    "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at,"
+                    " mode, job, format, language, password, rule, batch)"
+                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _params((rel, size, mtime_ns, inode, key, now, now, mode, job,
+                             *((opts.format, opts.language, opts.password, opts.rule) if opts else (None,) * 4),
+                             batch)),
+                )
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+            if len(ids) > 1:
+                self._db.execute("UPDATE files SET batch = ? WHERE id = ?", (ids[0], ids[0]))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         # Not remembered: a backlog of thousands of queued rows stays on disk until worked on.
-        return self._select("id = ?", (cur.lastrowid,))[0]
+        return self._select(f"id IN ({', '.join('?' * len(ids))}) ORDER BY id", tuple(ids))
+
+    def fix_options(self, row_id: int, options: RowOptions) -> Row:
+        """A row of an older version gets the options it would have been sent with."""
+        self._db.execute("UPDATE files SET format = ?, language = ?, password = ?, rule = ?, updated_at = ?"
+                         " WHERE id = ?", _params((options.format, options.language, options.password,
+                                                   options.rule, self._clock(), row_id)))
+        self._live.pop(row_id, None)
+        return self.get(row_id)
 
     def _update(self, row_id: int, state: FileState | None = None, **values: Any) -> Row:
         """Move a row to `state` (checked) and set columns, in one transaction: the machinery

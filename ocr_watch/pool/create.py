@@ -27,6 +27,7 @@ from ocr_watch.results.quarantine import retire_report
 
 from .delivery import Delivery
 from .failures import Failures
+from .gate import FairGate
 from .jobs import Jobs
 from .poller import Poller
 from .service import Calls
@@ -59,7 +60,7 @@ class Creation:
         self._delivery = delivery
         self._failures = failures
         self._wall = wall
-        self._upload_gate = asyncio.Lock()
+        self._upload_gate = FairGate()  # one upload at a time, jobs in turn
         # Content being created right now: a second copy waits for the first's task id.
         self._creating: dict[tuple[str, str], asyncio.Event] = {}
 
@@ -68,7 +69,7 @@ class Creation:
         quarantine = self._failures.quarantine
         try:
             row = self._journal.get(row_id)
-            source = self._settings.inbox / row.rel
+            source = self._settings.place(row).inbox / row.rel
             try:
                 # Hashed again even when resumed with a hash: the file may have changed since.
                 current, digest = await asyncio.to_thread(stamp_and_hash, source)
@@ -88,7 +89,7 @@ class Creation:
                 await quarantine(row, Stage.INTAKE, rejected)
                 return
             row = dataclasses.replace(row, sha256=digest)  # written with the next transition
-            content = (digest, self._settings.options_key)
+            content = (digest, row.options_key)
             while (first := self._creating.get(content)) is not None:
                 await first.wait()  # same content is being uploaded: share its task, pay once
             if self._share_or_reuse(row):
@@ -119,7 +120,7 @@ class Creation:
         """Whether the row took a task in flight, or a live result, of the same content."""
         sha = row.sha256
         assert sha is not None
-        key = self._settings.options_key
+        key = row.options_key
         twin = self._journal.shareable_task(sha, key, exclude_id=row.id)
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
@@ -144,12 +145,12 @@ class Creation:
         return False
 
     async def _create(self, row: Row) -> None:
-        source = self._settings.inbox / row.rel
+        source = self._settings.place(row).inbox / row.rel
         account = self._calls.account
         shrunk = 0
         while True:
             error: ApiError | None
-            async with self._upload_gate:
+            async with self._upload_gate.hold(row.job):
                 # Checked inside the gate: after a refusal, the probe is one request, not one
                 # per file that was already waiting for the gate.
                 await account.admit(create=True)
@@ -159,7 +160,7 @@ class Creation:
                 # way could leave a task the service made and we never heard of (a credit).
                 self._calls.note()
                 upload = asyncio.ensure_future(
-                    self._calls.service.upload(source, self._settings.create_options, priority=1))
+                    self._calls.service.upload(source, self._settings.create_options(row), priority=1))
                 self._jobs.let_finish(upload)
                 try:
                     sent = await asyncio.shield(upload)
@@ -259,7 +260,7 @@ class Creation:
         row = self._journal.polling(row.id, task_id=task_id, task_created_at=created, sha256=sha,
                                     stamp=sent.stamp.key)
         self._failures.service_answered()
-        log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
+        log.info("task_created", job=row.job, file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))
         self._poller.track(task_id, created, busy=self._calls.busy(),
-                           callback=self._settings.create_options.callback_url is not None)
+                           callback=self._settings.callback_url is not None)

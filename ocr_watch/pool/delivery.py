@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from ocr_watch.api import ApiError, ResultUnavailable, describe_state
 from ocr_watch.fsops import copy_mode
@@ -78,7 +79,8 @@ class Delivery:
     def begin(self, row: Row, url: str, learnt: float, *, task_state: int | None = None) -> None:
         """The row's result is at `url` (learnt at wall time `learnt`): note it, fetch it."""
         row = self._journal.downloading(row.id, result_url=url, result_url_at=learnt, last_task_state=task_state)
-        self._jobs.spawn(self.download(row), critical=True)
+        with bound_contextvars(job=row.job):  # the download's log lines say its job
+            self._jobs.spawn(self.download(row), critical=True)
 
     async def download(self, row: Row) -> None:
         """Fetch the result into the outbox, then finish the source."""
@@ -88,10 +90,10 @@ class Delivery:
             while True:
                 try:
                     changed = row.output_rel is None and await asyncio.to_thread(
-                        _changed_since, self._settings.inbox / row.rel, row)
+                        _changed_since, self._settings.place(row).inbox / row.rel, row)
                     row = await self._reserve_output(row, changed=changed)
                     assert row.output_rel is not None and row.result_url is not None
-                    dest = self._settings.outbox / row.output_rel
+                    dest = self._settings.place(row).outbox / row.output_rel
                     if await asyncio.to_thread(_output_in_place, dest):
                         break  # renamed into place by an earlier run that died before noting it
                     started = time.monotonic()
@@ -164,13 +166,13 @@ class Delivery:
             return row
         assert row.sha256 is not None
         for index, candidate in enumerate(output_candidates(PurePosixPath(row.rel),
-                                                            self._settings.create_options.format, row.sha256)):
+                                                            row.format or "txt", row.sha256)):
             if changed and index == 0:
                 continue
             name = candidate.as_posix()
             if self._journal.output_taken(name, exclude_id=row.id):
                 continue
-            if await asyncio.to_thread((self._settings.outbox / name).exists):
+            if await asyncio.to_thread((self._settings.place(row).outbox / name).exists):
                 continue
             return self._journal.output_reserved(row.id, name)
         raise RuntimeError("output_candidates ran dry")  # it is infinite; this is a bug guard
@@ -182,7 +184,7 @@ class Delivery:
         Anything no retry can cure leaves the source where it is, noted: the output exists,
         so the file is done either way.
         """
-        folder = self._endings.finish_folder
+        folder = self._endings.finish_folder(row)
         while True:
             try:
                 final, note = await self._endings.finish(row)
@@ -200,10 +202,10 @@ class Delivery:
             break
         row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
         self._flight.release(row.id, "done")
-        log.info("file_done", file=row.rel, task_id=row.task_id, output=row.output_rel,
-                 source_to=str(final) if final else self._settings.on_success,
+        log.info("file_done", job=row.job, file=row.rel, task_id=row.task_id, output=row.output_rel,
+                 source_to=str(final) if final else self._settings.place(row).on_success,
                  total_s=round(self._wall() - row.first_seen, 3), note=note)
 
     def _finish_failed(self, row: Row, exc: Exception) -> str:
         log.error("finish_source_failed", file=row.rel, error=repr(exc), exc_info=not isinstance(exc, OSError))
-        return f"output written, but the source could not be moved ({self._settings.on_success}): {exc}"
+        return f"output written, but the source could not be moved ({self._settings.place(row).on_success}): {exc}"

@@ -51,7 +51,7 @@ class Endings:
         self._wall = wall
 
     def _source(self, row: Row) -> Path:
-        return self.settings.inbox / row.rel
+        return self.settings.place(row).inbox / row.rel
 
     async def _still_there(self, row: Row) -> bool:
         try:
@@ -71,10 +71,9 @@ class Endings:
         job = asyncio.ensure_future(asyncio.to_thread(self._finish_in_thread, row))
         return await _in_thread_shielded(job)
 
-    @property
-    def finish_folder(self) -> str:
+    def finish_folder(self, row: Row) -> str:
         """The folder `finish` writes to, for the log when it fails."""
-        return "archive" if self.settings.on_success is OnSuccess.ARCHIVE else "inbox"
+        return "archive" if self.settings.place(row).on_success is OnSuccess.ARCHIVE else "inbox"
 
     def _finish_in_thread(self, row: Row) -> tuple[Path | None, str | None]:
         source = self._source(row)
@@ -84,7 +83,8 @@ class Endings:
             return None, "source no longer in the inbox when finishing (moved by an earlier run, or removed)"
         if current.key != row.stamp:
             return None, "source was changed after upload; left in the inbox to be processed as a new file"
-        return finish_source(source, PurePosixPath(row.rel), self.settings.on_success, self.settings.archive), None
+        place = self.settings.place(row)
+        return finish_source(source, PurePosixPath(row.rel), place.on_success, place.archive), None
 
     async def quarantine(self, row: Row, *, resumed: bool) -> Path | None:
         """Write the report, then move the source beside it (in that order: see quarantine.py).
@@ -105,7 +105,7 @@ class Endings:
 
     def _quarantine_in_thread(self, row: Row, report: FailureReport) -> Path:
         source = self._source(row)
-        return quarantine_file(source, PurePosixPath(row.rel), self.settings.quarantine, report,
+        return quarantine_file(source, PurePosixPath(row.rel), self.settings.place(row).quarantine, report,
                                copy_mode(row.mode), leave_source=not _is_rows_file(source, row))
 
 

@@ -126,7 +126,7 @@ class Failures:
             break
         row = self._journal.quarantined(row.id, final_path=str(dest) if dest else None)
         self._flight.release(row.id, "quarantined")
-        log.warning("file_quarantined", file=row.rel, stage=row.last_stage, reason=row.last_error,
+        log.warning("file_quarantined", job=row.job, file=row.rel, stage=row.last_stage, reason=row.last_error,
                     task_id=row.task_id, attempts=row.attempts, to=row.final_path)
 
     def _quarantine_failed(self, row: Row, exc: Exception) -> None:
@@ -139,6 +139,6 @@ class Failures:
         row = self._journal.quarantine_failed(
             row.id, reason=f"{row.last_error}; it could not be put in quarantine: {exc}")
         self._flight.release(row.id, "quarantined")
-        log.error("quarantine_failed", file=row.rel, stage=row.last_stage, reason=row.last_error,
+        log.error("quarantine_failed", job=row.job, file=row.rel, stage=row.last_stage, reason=row.last_error,
                   task_id=row.task_id, error=repr(exc), exc_info=not isinstance(exc, OSError),
                   action="the source stays in the inbox; move it out by hand")

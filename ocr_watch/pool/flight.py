@@ -3,8 +3,8 @@
 A row enters flight when the pool takes it from the queue (or resumes it, or quarantines it
 from anywhere), and leaves it exactly once its row is finished (done or quarantined), or when
 a bug stops it (its row then resumes at the next start). Leaving frees a slot and tells the
-daemon (`on_change`) and admission (`on_released`, so a newer version of that file, seen
-meanwhile, is admitted at once).
+daemon (`on_change`) and the daemon's `on_released` (so a newer version of that file, seen
+meanwhile, is admitted at once, and the job's hook runs for a file that ended).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Literal
 
-from ocr_watch.journal import Journal
+from ocr_watch.journal import Journal, Row
 
 __all__ = ["Flight"]
 
@@ -24,7 +24,7 @@ class Flight:
     """The in-flight slots and the count of files that ended."""
 
     def __init__(self, journal: Journal, limit: int, *, on_change: Callable[[], None],
-                 on_released: Callable[[str], None] | None, on_left: Callable[[int], object]) -> None:
+                 on_released: Callable[[Row, Ended | None], None] | None, on_left: Callable[[int], object]) -> None:
         """`on_left(row_id)` forgets what the pool kept about a row (its local-failure backoff)."""
         self._journal = journal
         self._limit = limit
@@ -63,4 +63,4 @@ class Flight:
         self._freed.set()
         self._on_change()
         if self._on_released is not None:
-            self._on_released(self._journal.get(row_id).rel)
+            self._on_released(self._journal.get(row_id), ended)

@@ -1,0 +1,187 @@
+"""Jobs end to end (issue 18): one daemon serves several inboxes on one key, each file with its
+job's or rule's options, fairly; hooks run after a file's state is final."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ocr_watch.emulator import Emulator
+from ocr_watch.testing import EMU_KEY, Daemon, png_bytes, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+SECRET_PW = "pdf-open-sesame"
+
+
+def write_jobs(root: Path, base_url: str, jobs: dict[str, dict[str, Any]], **sections: Any) -> Path:
+    """A config of `jobs` below `root` (each job's folders named after it), with the tests'
+    fast defaults; `sections` replace the defaults' top-level sections."""
+    for name, job in jobs.items():
+        job.setdefault("folders", {key: f"{name}/{key}" for key in ("inbox", "outbox", "quarantine", "archive")})
+        (root / name / "inbox").mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "jobs": jobs,
+        "api": {"base_url": base_url, "key": EMU_KEY, "requests_per_second": 50},
+        "poll": {"interval_seconds": 0.1, "timeout_seconds": 60},
+        "watch": {"settle_seconds": 0.2, "rescan_seconds": 0},
+        "retry": {"backoff_initial_seconds": 0.1, "backoff_max_seconds": 1},
+        "state_dir": "state",
+        **sections,
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def drop(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_bytes(data)
+    tmp.rename(path)
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_three_jobs_on_one_key_each_file_with_its_jobs_or_rules_options(
+    tmp_path: Path, make_emulator: Callable[..., Emulator], daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    """Three jobs with their own formats and languages, and rules, share one key at the
+    service's rate: every output where its job says, every task asked for with the file's
+    options, not one 429."""
+    emulator = make_emulator(processing_seconds=0.1, requests_per_second=8)
+    (tmp_path / "contracts.pw").write_text(SECRET_PW)
+    config = write_jobs(tmp_path, emulator.base_url, {
+        "invoices": {"ocr": {"format": "xlsx", "language": "English,Digits"}},
+        "letters": {"ocr": {"format": "docx", "language": "English"}, "on_success": "keep"},
+        "contracts": {"ocr": {"format": "pdf"}, "rules": [
+            {"match": "china/**", "ocr": {"language": "ChinesePRC,English,Digits", "format": "txt"}},
+            {"match": "**/*-secret.png", "ocr": {"password_file": str(tmp_path / "contracts.pw")}},
+        ]},
+    }, api={"base_url": emulator.base_url, "key": EMU_KEY, "requests_per_second": 8})
+    daemon = daemon_factory(config).start()
+    daemon.wait_event("watching", count=3)
+    dropped = {"invoices": ["i0.png", "i1.png"], "letters": ["l0.png", "sub/l1.png"],
+               "contracts": ["c0.png", "china/c1.png", "deep/c2-secret.png"]}
+    for n, (job, name) in enumerate((job, name) for job, names in dropped.items() for name in names):
+        drop(tmp_path / job / "inbox" / name, png_bytes(n))
+    wait_for(lambda: len(files(tmp_path / "invoices" / "archive")) == 2
+             and len(files(tmp_path / "contracts" / "archive")) == 3
+             and len([e for e in daemon.events() if e.get("event") == "file_done" and e.get("job") == "letters"]) == 2,
+             60, what="every job's files done")
+    assert daemon.terminate() == 0
+    assert files(tmp_path / "invoices" / "outbox") == ["i0.xlsx", "i1.xlsx"]
+    assert files(tmp_path / "letters" / "outbox") == ["l0.docx", "sub/l1.docx"]
+    assert files(tmp_path / "letters" / "inbox") == ["l0.png", "sub/l1.png"], "on_success: keep, that job's"
+    assert files(tmp_path / "contracts" / "outbox") == ["c0.pdf", "china/c1.txt", "deep/c2-secret.pdf"]
+    asked = {t["source_name"]: (t["format"], t["language"], t["password"]) for t in emulator.tasks()}
+    assert asked == {
+        "i0.png": ("xlsx", "English,Digits", None), "i1.png": ("xlsx", "English,Digits", None),
+        "l0.png": ("docx", "English", None), "l1.png": ("docx", "English", None),
+        "c0.png": ("pdf", "ChinesePRC,English,Digits", None),
+        "c1.png": ("txt", "ChinesePRC,English,Digits", None),
+        "c2-secret.png": ("pdf", "ChinesePRC,English,Digits", SECRET_PW),
+    }
+    assert emulator.stats()["rate_limited"] == 0
+    admitted = {(e["job"], e["file"]) for e in daemon.events() if e.get("event") == "file_admitted"}
+    assert admitted == {(job, name) for job, names in dropped.items() for name in names}
+    assert SECRET_PW not in daemon.log_path.read_text()
+
+
+@pytest.mark.slow
+def test_a_quiet_jobs_file_does_not_wait_behind_a_busy_jobs_backlog(
+    tmp_path: Path, make_emulator: Callable[..., Emulator], daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    """80 files of one job admitted, then one of another: that one is done within a few
+    seconds, while most of the busy job's still wait (round robin at the window and the
+    upload gate; bench/jobs.py runs the 300)."""
+    emulator = make_emulator(processing_seconds=0.1, requests_per_second=10)
+    config = write_jobs(tmp_path, emulator.base_url, {"busy": {}, "quiet": {}},
+                        api={"base_url": emulator.base_url, "key": EMU_KEY, "requests_per_second": 10},
+                        pool={"max_in_flight": 16})
+    daemon = daemon_factory(config).start()
+    daemon.wait_event("watching", count=2)
+    busy = 80
+    for n in range(busy):
+        drop(tmp_path / "busy" / "inbox" / f"b{n:03d}.png", png_bytes(n))
+    wait_for(lambda: sum(1 for e in daemon.events() if e.get("event") == "file_admitted") == busy, 30,
+             what="the busy job's files admitted")
+    drop(tmp_path / "quiet" / "inbox" / "q.png", png_bytes(9999))
+    dropped = time.monotonic()
+    wait_for(lambda: files(tmp_path / "quiet" / "outbox") == ["q.txt"], 20, what="the quiet file done")
+    waited = time.monotonic() - dropped
+    busy_done = len(files(tmp_path / "busy" / "outbox"))
+    daemon.stop()
+    assert waited < 5.0, f"the quiet file took {waited:.1f} s"
+    assert busy_done < busy / 2, f"{busy_done} of the busy job's {busy} files were done first"
+    assert emulator.stats()["rate_limited"] == 0
+
+
+HOOK = """
+import os, sys, time
+names = ("OCRW_EVENT", "OCRW_JOB", "OCRW_SOURCE", "OCRW_OUTPUTS", "OCRW_REASON", "OCRW_TASK_IDS")
+with open(sys.argv[1], "a") as out:
+    out.write(repr({name: os.environ.get(name) for name in names}) + "\\n")
+    out.write(repr(sorted(os.environ)) + "\\n")
+if sys.argv[2] == "sleep":
+    time.sleep(30)
+sys.exit(int(sys.argv[3]))
+"""
+
+
+def test_hooks_get_the_files_facts_and_a_failing_or_hanging_hook_changes_nothing(
+    tmp_path: Path, emulator: Emulator, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    """on_done after the output and the archive move, on_quarantine after the report, with the
+    documented variables and nothing of the daemon's key; one exits 1, one hangs past its
+    timeout and is killed: both logged, and every file stays where it ended."""
+    import ast
+    import sys
+
+    script = tmp_path / "hook.py"
+    script.write_text(HOOK)
+    done_log, bad_log = tmp_path / "done.log", tmp_path / "bad.log"
+    config = write_jobs(tmp_path, emulator.base_url, {
+        "good": {"hooks": {"on_done": [sys.executable, str(script), str(done_log), "-", "0"],
+                           "on_quarantine": [sys.executable, str(script), str(done_log), "-", "0"]}},
+        "bad": {"hooks": {"on_done": [sys.executable, str(script), str(bad_log), "sleep", "0"],
+                          "on_quarantine": [sys.executable, str(script), str(bad_log), "-", "1"],
+                          "timeout_seconds": 0.5}},
+    })
+    daemon = daemon_factory(config).start()
+    daemon.wait_event("watching", count=2)
+    drop(tmp_path / "good" / "inbox" / "a.png", png_bytes(1))
+    drop(tmp_path / "good" / "inbox" / "x__state_-5__.png", png_bytes(2))  # the service fails it
+    drop(tmp_path / "bad" / "inbox" / "b.png", png_bytes(3))
+    drop(tmp_path / "bad" / "inbox" / "y__state_-5__.png", png_bytes(4))
+    daemon.wait_event("hook_timeout")
+    daemon.wait_event("hook_failed")
+    daemon.wait_event("hook_done", count=2)
+    assert daemon.terminate() == 0
+    good = tmp_path / "good"
+    seen = [ast.literal_eval(line) for line in done_log.read_text().splitlines()]
+    facts = {entry["OCRW_EVENT"]: entry for entry in seen[0::2]}
+    task_ids = {t["source_name"]: t["task_id"] for t in emulator.tasks()}
+    assert facts["done"] == {
+        "OCRW_EVENT": "done", "OCRW_JOB": "good", "OCRW_SOURCE": str((good / "archive" / "a.png").resolve()),
+        "OCRW_OUTPUTS": str((good / "outbox" / "a.txt").resolve()), "OCRW_REASON": "",
+        "OCRW_TASK_IDS": task_ids["a.png"]}
+    quarantined = facts["quarantined"]
+    assert quarantined["OCRW_SOURCE"] == str((good / "quarantine" / "x__state_-5__.png").resolve())
+    assert quarantined["OCRW_OUTPUTS"] == "" and quarantined["OCRW_REASON"]
+    assert (good / "quarantine" / "x__state_-5__.png.error.json").exists(), "the report came first"
+    for names in seen[1::2]:
+        assert set(names) <= {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "PWD", "SHLVL", "_", "LC_CTYPE"} | {
+            n for n in names if n.startswith(("OCRW_", "LC_"))}, names
+    bad = tmp_path / "bad"
+    assert files(bad / "archive") == ["b.png"] and files(bad / "outbox") == ["b.txt"]
+    assert files(bad / "quarantine") == ["y__state_-5__.png", "y__state_-5__.png.error.json"]
+    assert files(bad / "inbox") == []
+    assert EMU_KEY not in done_log.read_text() + bad_log.read_text()
