@@ -50,7 +50,8 @@ def test_the_key_lists_hold_the_known_sections() -> None:
     """The derived key lists are the file's: sections, scalars and api.key_file, in order."""
     keys = declared()
     assert keys[""] == ("folders", "on_success", "state_dir", "api", "ocr", "pool", "poll",
-                        "callback", "watch", "retry", "log_level")
+                        "callback", "watch", "retry", "metrics", "account", "log_level")
+    assert keys["metrics"] == ("listen",) and keys["account"] == ("low_credits_warning",)
     assert keys["api"] == ("base_url", "key", "key_file", "requests_per_second",
                            "answer_timeout_seconds", "download_min_bytes_per_second")
 
