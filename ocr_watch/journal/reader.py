@@ -13,6 +13,10 @@ a lock the daemon waits for, and never blocks it:
   the read is simply tried again the ordinary way.
 - A journal that does not exist yet reads as empty: every count zero, not an error.
 
+A read lasts milliseconds and holds only a WAL read mark: the daemon's commits never wait for
+it, its automatic checkpoints pass it by, and the one full checkpoint it makes as it opens
+waits at most for that read to end.
+
 The numbers are totals over the journal's life: `status` shows them as they are, and the
 `ocr_watch_files_in_state` gauge is read from here at each scrape.
 """
