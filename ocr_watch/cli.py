@@ -49,9 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "watch the inbox and process files until stopped (what systemd runs)"),
         ("once", "process what is in the inbox now, wait for every file, then exit"),
         ("check-config", "validate the configuration and print it with the key masked"),
+        ("status", "show what the daemon is doing (running or not; never disturbs it)"),
+        ("retry", "move quarantined files back into the inbox, to be processed again"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", required=True, type=Path, help="the YAML configuration file")
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "retry":
+            cmd.add_argument("paths", nargs="*", metavar="PATH",
+                             help="quarantined files, relative to the quarantine folder (default: all)")
         if name == "once":
             cmd.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                              help="stop after this long as SIGTERM does (every task recorded, resumable) "
@@ -121,12 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ocr_watch.emulator.cli import run as run_emulator
 
         return run_emulator(args)
-    # check-config is read-only: it names the folders run would create, and creates none.
-    config = _load(args.config, create_folders=args.command != "check-config")
+    # check-config, status and retry create no folder: only run and once do.
+    config = _load(args.config, create_folders=args.command in ("run", "once"))
     if config is None:
         return EXIT_CONFIG
     if args.command == "check-config":
         return _check_config(config)
+    if args.command in ("status", "retry"):
+        from ocr_watch.admin.commands import run_admin
+
+        return run_admin(args.command, config, args)
     from ocr_watch import daemon
 
     out = logs.configure(config.log_level, secrets=daemon.secrets(config))
