@@ -5,7 +5,9 @@ systemd is not PID 1 in a test, so the unit itself cannot be started; instead th
 is read-only (ProtectSystem=strict: all but /proc, /sys, /dev) except bind mounts of its
 folders and its state_dir (ReadWritePaths=, StateDirectory=), as a user that is not root and
 owns nothing else, with no capabilities and no new privileges (`setpriv`: NoNewPrivileges=,
-CapabilityBoundingSet=), and an empty environment: no HOME, no TMPDIR, and /tmp read-only.
+CapabilityBoundingSet=), no memory both writable and executable where the kernel can refuse it
+(PR_SET_MDWE, 6.3+: MemoryDenyWriteExecute=), and an empty environment: no HOME, no TMPDIR,
+and /tmp read-only.
 It must take files, its own and another user's, through the emulator to the outbox and the
 archive with no warning logged: having succeeded where every other write fails is the proof
 that it writes nowhere else. The sandbox itself is checked first, by a probe in the same
@@ -38,9 +40,23 @@ pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
 UID = 47113  # no user of this machine: owns nothing but the folders made for it here
 REFUSED = 97  # the sandbox script's exit code when the kernel refuses a mount
+# MemoryDenyWriteExecute=: where the kernel has PR_SET_MDWE (6.3+) it is set before exec'ing
+# the command, and holds across exec; systemd does the same with a seccomp filter.
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+MDWE = f"""
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
 PROBE = """
-import json, os, pathlib, sys
+import json, mmap, os, pathlib, sys
 import ocr_watch
+def wx_refused():
+    try:
+        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC).close()
+    except OSError:
+        return True
+    return False
 def writable(path):
     probe = pathlib.Path(path) / f".probe-{os.getpid()}"
     try:
@@ -52,7 +68,7 @@ def writable(path):
 status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
 print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "env": sorted(os.environ),
                   "no_new_privs": status["NoNewPrivs"].strip(), "cap_eff": status["CapEff"].strip(),
-                  "cap_bnd": status["CapBnd"].strip(), "package": ocr_watch.__file__,
+                  "cap_bnd": status["CapBnd"].strip(), "package": ocr_watch.__file__, "wx_refused": wx_refused(),
                   "writable": {p: writable(p) for p in sys.argv[1:]}}))
 """
 
@@ -103,7 +119,8 @@ exec "$@"
         return ["unshare", "--mount", "sh", "-c", script, "sandbox",
                 "setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--no-new-privs",
                 "--inh-caps=-all", "--bounding-set=-all",
-                "env", "-i", "PATH=/usr/bin:/bin", f"PYTHONPATH={self.lib}", "PYTHONUNBUFFERED=1"]
+                "env", "-i", "PATH=/usr/bin:/bin", f"PYTHONPATH={self.lib}", "PYTHONUNBUFFERED=1",
+                sys.executable, "-c", MDWE]
 
 
     def _reach_interpreter(self) -> str:
@@ -131,6 +148,13 @@ exec "$@"
                 lines.append(f"mkdir -p {quoted} && mount --bind {shlex.quote(str(stage))} {quoted}")
                 lines.append(f"umount {shlex.quote(str(stage))}")
         return "\n".join(lines)
+
+
+def kernel_has_mdwe() -> bool:
+    """Whether this kernel knows PR_SET_MDWE (tried in a child, which it then binds)."""
+    tried = subprocess.run([sys.executable, "-c", f"import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl("
+                            f"{PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0)"], timeout=30)
+    return tried.returncode == 0
 
 
 @pytest.fixture
@@ -162,6 +186,7 @@ def test_the_sandbox_is_what_it_claims(sandbox: Sandbox) -> None:
     assert (seen["uid"], seen["gid"], seen["groups"]) == (UID, UID, [])
     assert (seen["no_new_privs"], int(seen["cap_eff"], 16), int(seen["cap_bnd"], 16)) == ("1", 0, 0)
     assert "HOME" not in seen["env"] and "TMPDIR" not in seen["env"]
+    assert seen["wx_refused"] == kernel_has_mdwe()
     assert seen["package"] == str(sandbox.lib / "ocr_watch" / "__init__.py")
     writable = seen["writable"]
     assert writable.pop(str(sandbox.scans / "inbox")) is True and writable.pop(str(sandbox.state)) is True
