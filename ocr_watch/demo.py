@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the demo until SIGINT or SIGTERM; 0 when both stopped cleanly."""
+    """Serve the demo until SIGINT, SIGTERM or SIGHUP; 0 when both stopped cleanly."""
     root = args.dir.resolve()
     try:
         for name in FOLDERS:
@@ -98,7 +98,8 @@ def _serve(root: Path) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal must not leave the daemon, in its own session, running alone.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     emulator = Emulator(EmulatorSettings(api_keys=(DEMO_KEY,), processing_seconds=2.0))
     daemon: subprocess.Popen[bytes] | None = None
     try:
@@ -132,11 +133,14 @@ def _stop(daemon: subprocess.Popen[bytes]) -> int:
     print("ocr-watch demo: stopping (the daemon finishes what is under way first)", file=sys.stderr, flush=True)
     daemon.send_signal(signal.SIGTERM)
     try:
-        return daemon.wait(STOP_WAIT_S)
+        code = daemon.wait(STOP_WAIT_S)
     except subprocess.TimeoutExpired:
         daemon.kill()
         daemon.wait()
         return 1
+    # Ended by the signal itself: stopped while starting, before it handles SIGTERM, so before
+    # it took any file (and a start cut short anywhere is resumed from the journal next time).
+    return 0 if code == -signal.SIGTERM else code
 
 
 def _say_where(root: Path, base_url: str) -> None:

@@ -23,9 +23,11 @@ from ocr_watch.testing import png_bytes, sha256, wait_for
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
 EXIT_BUSY = 75
+STARTED: list[Path] = []  # every demo folder, so a teardown can find a daemon a failed test left
 
 
 def start_demo(folder: Path, log: Path) -> subprocess.Popen[str]:
+    STARTED.append(folder)
     with log.open("a") as err:
         return subprocess.Popen([sys.executable, "-m", "ocr_watch", "demo", "--dir", str(folder)],
                                 stdout=subprocess.PIPE, stderr=err, text=True,
@@ -55,12 +57,24 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def demos() -> Iterator[list[subprocess.Popen[str]]]:
+    """Demos stopped at teardown as Ctrl-C would, and any daemon of theirs still alive killed."""
     made: list[subprocess.Popen[str]] = []
     yield made
     for demo in made:
         if demo.poll() is None:
-            demo.kill()
-            demo.wait(10)
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(10)
+    for folder in STARTED:
+        lock = folder / ".ocr-watch" / "inbox" / "lock"
+        text = lock.read_text().strip() if lock.is_file() else ""
+        cmdline = Path(f"/proc/{text}/cmdline") if text.isdigit() else None
+        if cmdline and cmdline.exists() and str(folder).encode() in cmdline.read_bytes():
+            os.kill(int(text), signal.SIGKILL)
+    STARTED.clear()
 
 
 def test_a_file_dropped_where_the_demo_says_comes_out_and_ctrl_c_ends_it_all(
@@ -100,3 +114,15 @@ def test_a_file_dropped_where_the_demo_says_comes_out_and_ctrl_c_ends_it_all(
     assert not alive(daemon_pid), "the daemon outlived the demo"
     log = (tmp_path / "demo.log").read_text()
     assert '"event": "stopped"' in log and "Traceback" not in log
+
+
+def test_a_closed_terminal_stops_the_demo_and_its_daemon(tmp_path: Path, demos: list[subprocess.Popen[str]]) -> None:
+    """SIGHUP: the daemon is in a session of its own, so only the demo can stop it."""
+    demo = start_demo(tmp_path / "demo", tmp_path / "demo.log")
+    demos.append(demo)
+    printed_folders(demo)
+    wait_for(lambda: '"event": "watching"' in (tmp_path / "demo.log").read_text(), 20, what="the daemon watching")
+    daemon_pid = int((tmp_path / "demo" / ".ocr-watch" / "inbox" / "lock").read_text())
+    demo.send_signal(signal.SIGHUP)
+    assert demo.wait(60) == 0
+    assert not alive(daemon_pid), "the daemon outlived the demo"
