@@ -69,6 +69,7 @@ def test_the_units_speak_notify_reload_by_sighup_and_take_the_key_as_a_credentia
     assert service["LoadCredential"] == "picwish-api-key:/etc/ocr-watch/picwish-api-key"
     assert service["UMask"] == "0027" and service["User"] == "ocr-watch"
     assert service["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
+    assert "ProcSubset" not in service, "hides /proc/stat: prometheus_client then exports no process metrics"
     command = shlex.split(service["ExecStart"])
     assert command[0] == PROGRAM and command[1:3] == ["run", "--config"]
 
