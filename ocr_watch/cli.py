@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     emulator = sub.add_parser("emulator", help="serve a local emulator of the PicWish OCR API",
                               description="Serve a local emulator of the PicWish OCR API on loopback.")
     emulator_arguments(emulator)
+    from ocr_watch.demo import add_arguments as demo_arguments
+
+    demo = sub.add_parser("demo", help="try it with no key and no network: the emulator and the daemon on a folder",
+                          description="Start the built-in emulator on loopback and the daemon on a demo folder, "
+                                      "until Ctrl-C.")
+    demo_arguments(demo)
     return parser
 
 
@@ -128,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ocr_watch.emulator.cli import run as run_emulator
 
         return run_emulator(args)
+    if args.command == "demo":
+        from ocr_watch.demo import run as run_demo
+
+        return run_demo(args)
     # check-config, status and retry create no folder: only run and once do.
     config = _load(args.config, create_folders=args.command in ("run", "once"))
     if config is None:
