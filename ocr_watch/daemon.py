@@ -29,8 +29,11 @@ from dataclasses import dataclass
 import structlog
 
 from ocr_watch import config as cfgmod
+from ocr_watch import metrics as metrics_mod
 from ocr_watch.admission import Admission
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
+from ocr_watch.balance import BalanceWatch
+from ocr_watch.config.folders import JOURNAL_FILE
 from ocr_watch.fsops import remove_stale_temps
 from ocr_watch.intake.source import ignore_lease_breaks
 from ocr_watch.journal import Journal, Row
@@ -39,8 +42,17 @@ from ocr_watch.pool.flight import Ended
 from ocr_watch.pool.group import PoolGroup
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY
 from ocr_watch.pool.memory import PlannerMemory
+from ocr_watch.recorder import NULL
 from ocr_watch.results.hooks import HookRunner
-from ocr_watch.served import HookDispatch, build_pools, fix_legacy, pool_settings, refuse_several_formats, row_options
+from ocr_watch.served import (
+    SHARED_KEY,
+    HookDispatch,
+    build_pools,
+    fix_legacy,
+    pool_settings,
+    refuse_several_formats,
+    row_options,
+)
 from ocr_watch.watch import InboxWatcher, keep_watching
 
 __all__ = ["Outcome", "pool_settings", "serve"]
@@ -112,8 +124,12 @@ async def serve(
                 stages.callback(loop.remove_signal_handler, sig)
         if timeout_s is not None:
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
-        journal = Journal(config.state_dir / "journal.sqlite3")
+        journal = Journal(config.state_dir / JOURNAL_FILE)
         stages.callback(journal.close)
+        metrics = metrics_mod.start(config.metrics.listen, journal.path)
+        if metrics is not None:
+            stages.callback(metrics.stop)
+        recorder = metrics or NULL
         hooks = HookRunner(secrets=secrets(config))
         hooks.start()
         stages.push_async_callback(hooks.aclose)
@@ -131,9 +147,11 @@ async def serve(
             dispatch.ended(row, ended)
 
         pool, clients = build_pools(config, journal, callback[1] if callback else None, planner,
-                                    on_change=activity.set, on_released=released)
-        for client in clients:
+                                    on_change=activity.set, on_released=released, recorder=recorder)
+        for client in clients.values():
             stages.push_async_callback(client.aclose)
+        if metrics is not None:
+            metrics.watch_account(lambda: pool.account_problem is not None)
         admissions = {
             job.name: Admission(job.folders.inbox, journal, functools.partial(pool.enqueue, job=job.name),
                                 functools.partial(row_options, job), job=job.name,
@@ -170,6 +188,10 @@ async def serve(
             asyncio.create_task(pool.run(), name="pool"),
             *(asyncio.create_task(a.run(), name=f"admission {name}") for name, a in admissions.items()),
             asyncio.create_task(memory.keep(), name="planner-memory"),
+            # The credits of the shared key's account (or, when every job has its own, the first's).
+            asyncio.create_task(BalanceWatch(clients.get(SHARED_KEY, next(iter(clients.values()))).credits_left,
+                                             journal, recorder=recorder,
+                                             low_warning=config.account.low_credits_warning).keep(), name="balance"),
         ]
         stages.push_async_callback(_stop_stages, pool, tasks)
         if callback is not None:

@@ -26,10 +26,11 @@ from ocr_watch.pool import PollPlanner, Pool, PoolSettings
 from ocr_watch.pool.flight import Ended
 from ocr_watch.pool.group import PoolGroup
 from ocr_watch.pool.settings import JobPlace
+from ocr_watch.recorder import NULL, Recorder
 from ocr_watch.results.hooks import HookEvent, HookFacts, HookRunner
 
-__all__ = ["SHARED_KEY", "HookDispatch", "build_pools", "fix_legacy", "pool_settings", "refuse_several_formats",
-           "row_options"]
+__all__ = ["RETIRED_REPORTS", "SHARED_KEY", "HookDispatch", "build_pools", "fix_legacy", "pool_settings",
+           "refuse_several_formats", "row_options"]
 
 log = structlog.get_logger("ocr_watch.daemon")
 
@@ -97,18 +98,18 @@ def _keys(config: cfgmod.Config) -> dict[str, tuple[str, list[cfgmod.Job]]]:
 
 def build_pools(config: cfgmod.Config, journal: Journal, url: str | None, planner: PollPlanner, *,
                 on_change: Callable[[], None], on_released: Callable[[Row, Ended | None], None],
-                ) -> tuple[PoolGroup, list[PicWishClient]]:
-    """A client and a pool per key; the caller closes the clients."""
+                recorder: Recorder = NULL) -> tuple[PoolGroup, dict[str, PicWishClient]]:
+    """A client and a pool per key (by the pool's name); the caller closes the clients."""
     pools: dict[str, Pool] = {}
     of_job: dict[str, str] = {}
-    clients: list[PicWishClient] = []
+    clients: dict[str, PicWishClient] = {}
     for name, (secret, jobs) in _keys(config).items():
         client = PicWishClient(config.api.base_url, secret, requests_per_second=config.api.requests_per_second,
                                answer_timeout_s=config.api.answer_timeout_seconds,
-                               download_min_bps=config.api.download_min_bytes_per_second)
-        clients.append(client)
+                               download_min_bps=config.api.download_min_bytes_per_second, recorder=recorder)
+        clients[name] = client
         pools[name] = Pool(journal, client, pool_settings(config, jobs, url), planner=planner,
-                           on_change=on_change, on_released=on_released)
+                           on_change=on_change, on_released=on_released, recorder=recorder)
         of_job.update((job.name, name) for job in jobs)
     return PoolGroup(pools, of_job), clients
 

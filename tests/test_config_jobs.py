@@ -321,7 +321,7 @@ class TestErrors:
         """
         found = problems(tmp_path, text)
         assert found == ["common: unknown key; known keys: jobs, folders, on_success, ocr, state_dir, "
-                         "api, pool, poll, callback, watch, retry, log_level"]
+                         "api, pool, poll, callback, watch, retry, metrics, account, log_level"]
 
 
 class TestFolderRelations:

@@ -68,10 +68,11 @@ def test_the_key_lists_hold_the_known_sections() -> None:
     """The derived key lists are the file's: sections, scalars and api.key_file, in order."""
     keys = declared()
     assert keys[""] == ("jobs", "folders", "on_success", "ocr", "state_dir", "api", "pool", "poll",
-                        "callback", "watch", "retry", "log_level")
+                        "callback", "watch", "retry", "metrics", "account", "log_level")
     assert keys["ocr"] == ("format", "language", "password", "password_file")
     assert known_keys(Job) == ("folders", "on_success", "ocr", "rules", "hooks", "api")
     assert known_keys(Rule) == ("match", "ocr")
+    assert keys["metrics"] == ("listen",) and keys["account"] == ("low_credits_warning",)
     assert keys["api"] == ("base_url", "key", "key_file", "requests_per_second",
                            "answer_timeout_seconds", "download_min_bytes_per_second")
 

@@ -16,8 +16,19 @@ from . import checks as c
 from .job import JOB_KEYS, FoldersSection, Job, OcrSection, read_jobs
 from .schema import REQUIRED, Secret, setting
 
-__all__ = ["ApiSection", "CallbackSection", "Config", "FoldersSection", "OcrSection",
-           "PollSection", "PoolSection", "RetrySection", "WatchSection"]
+__all__ = [
+    "AccountSection",
+    "ApiSection",
+    "CallbackSection",
+    "Config",
+    "FoldersSection",
+    "MetricsSection",
+    "OcrSection",
+    "PollSection",
+    "PoolSection",
+    "RetrySection",
+    "WatchSection",
+]
 
 DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
 DEFAULT_CALLBACK_LISTEN = "127.0.0.1:8765"
@@ -113,6 +124,27 @@ class RetrySection:
     ambiguous_creates: int = field(metadata=setting(1, c.integer(0)))
 
 
+def _metrics_note(listen: c.Listen | None) -> str | None:
+    return "metrics off" if listen is None else None
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """Prometheus metrics (off: listen is None)."""
+
+    # host:port serving /metrics; a port that cannot be had stops start-up, naming this key.
+    listen: c.Listen | None = field(metadata=setting(None, c.listen, show=lambda v: v if v is None else str(v),
+                                                     note=_metrics_note))
+
+
+@dataclass(frozen=True)
+class AccountSection:
+    """What to say about the account."""
+
+    # A warning is logged once when the credits left fall below this.
+    low_credits_warning: int = field(metadata=setting(100, c.integer(0)))
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole effective configuration; every default filled in, every path absolute.
@@ -140,6 +172,8 @@ class Config:
     callback: CallbackSection
     watch: WatchSection
     retry: RetrySection
+    metrics: MetricsSection
+    account: AccountSection
     log_level: str = field(metadata=setting("info", c.choice(LOG_LEVELS)))
     # True: state_dir is the old shared default <inbox>/../.ocr-watch, kept for its journal.
     state_dir_legacy: bool = False
