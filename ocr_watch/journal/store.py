@@ -22,11 +22,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .integrity import JournalError, check_after_opening, look_before_opening, new_journal_id, write_marker
+from .rows import COLUMNS, SETTABLE, Row, RowOptions, options_key, to_params, to_row
 from .states import TERMINAL, FileState, Stage, check_transition
 from .transitions import Transitions
 
@@ -109,100 +109,6 @@ _MIGRATIONS = {
 
 # Owner-only: the journal holds pre-signed links to every result.
 _FILE_MODE = 0o600
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A snapshot of one file's journal row."""
-
-    id: int
-    rel: str
-    size: int
-    mtime_ns: int
-    inode: int
-    sha256: str | None
-    options_key: str
-    state: FileState
-    task_id: str | None
-    task_created_at: float | None
-    result_url: str | None
-    result_url_at: float | None
-    output_rel: str | None
-    final_path: str | None
-    attempts: int
-    last_stage: str | None
-    last_error: str | None
-    last_http_status: int | None
-    last_task_state: int | None
-    first_seen: float
-    updated_at: float
-    finished_at: float | None
-    mode: int | None = None
-    lost_create_answers: int = 0
-    possible_double_charges: int = 0
-    job: str = "default"
-    format: str | None = None     # None: a row of an older version, options not yet fixed
-    language: str | None = None
-    # The OCR password the file was admitted with: kept here (the journal is owner-only, like
-    # the result links it holds) so a reload that changes or drops the password file never
-    # changes what a file in flight is sent with. Never shown by a repr.
-    password: str | None = field(default=None, repr=False)
-    rule: int | None = None       # the index of the job's rule that matched; None: the job's own
-    batch: int | None = None      # several formats: the id of the file's first row
-
-    @property
-    def siblings_key(self) -> int:
-        """What the rows of one file asked for in several formats share."""
-        return self.batch if self.batch is not None else self.id
-
-    @property
-    def stamp(self) -> tuple[int, int, int]:
-        return (self.size, self.mtime_ns, self.inode)
-
-
-@dataclass(frozen=True, slots=True)
-class RowOptions:
-    """What one row is converted with, fixed at admission (one format each)."""
-
-    format: str
-    language: str
-    password: str | None = field(default=None, repr=False)
-    rule: int | None = None
-
-    @property
-    def options_key(self) -> str:
-        """What makes two results of the same content interchangeable (the password is not:
-        it only opens the file)."""
-        return options_key(self.format, self.language)
-
-
-def options_key(fmt: str, language: str) -> str:
-    return f"{fmt}|{language}"
-
-
-_COLUMNS = [f.name for f in fields(Row)]
-_SETTABLE = frozenset(_COLUMNS) - {"id", "state", "updated_at", "first_seen"}
-
-
-def _to_db(value: Any) -> Any:
-    """A string SQLite cannot take as text (a non-UTF-8 file name) goes in as its bytes."""
-    if isinstance(value, str) and not value.isascii():  # ASCII (nearly all) needs no copy
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogateescape")
-    return value
-
-
-def _params(values: Iterable[Any]) -> tuple[Any, ...]:
-    return tuple(_to_db(v) for v in values)
-
-
-def _row(values: Iterable[Any]) -> Row:
-    data: dict[str, Any] = {k: v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
-                            for k, v in zip(_COLUMNS, values, strict=True)}
-    data["state"] = FileState(data["state"])
-    return Row(**data)
 
 
 def _private_file(path: Path) -> None:
@@ -295,8 +201,8 @@ class Journal(Transitions):
     # -- reading -------------------------------------------------------------------------
 
     def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM files WHERE {where}"
-        return [_row(r) for r in self._db.execute(sql, _params(params))]
+        sql = f"SELECT {', '.join(COLUMNS)} FROM files WHERE {where}"
+        return [to_row(r) for r in self._db.execute(sql, to_params(params))]
 
     def get(self, row_id: int) -> Row:
         cached = self._live.get(row_id)
@@ -402,7 +308,7 @@ class Journal(Transitions):
     def output_taken(self, output_rel: str, *, exclude_id: int) -> bool:
         cur = self._db.execute(
             "SELECT 1 FROM files WHERE output_rel = ? AND id != ? AND state NOT IN ('done', 'quarantined')",
-            _params((output_rel, exclude_id)),
+            to_params((output_rel, exclude_id)),
         )
         return cur.fetchone() is not None
 
@@ -432,7 +338,7 @@ class Journal(Transitions):
                     "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at,"
                     " mode, job, format, language, password, rule, batch)"
                     " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _params((rel, size, mtime_ns, inode, key, now, now, mode, job,
+                    to_params((rel, size, mtime_ns, inode, key, now, now, mode, job,
                              *((opts.format, opts.language, opts.password, opts.rule) if opts else (None,) * 4),
                              batch)),
                 )
@@ -450,7 +356,7 @@ class Journal(Transitions):
     def fix_options(self, row_id: int, options: RowOptions) -> Row:
         """A row of an older version gets the options it would have been sent with."""
         self._db.execute("UPDATE files SET format = ?, language = ?, password = ?, rule = ?, updated_at = ?"
-                         " WHERE id = ?", _params((options.format, options.language, options.password,
+                         " WHERE id = ?", to_params((options.format, options.language, options.password,
                                                    options.rule, self._clock(), row_id)))
         self._live.pop(row_id, None)
         return self.get(row_id)
@@ -458,7 +364,7 @@ class Journal(Transitions):
     def _update(self, row_id: int, state: FileState | None = None, **values: Any) -> Row:
         """Move a row to `state` (checked) and set columns, in one transaction: the machinery
         under the typed transitions (transitions.py), which are what callers use."""
-        unknown = set(values) - _SETTABLE
+        unknown = set(values) - SETTABLE
         if unknown:
             raise TypeError(f"not journal columns: {sorted(unknown)}")
         now = self._clock()
@@ -473,7 +379,7 @@ class Journal(Transitions):
         assignments = ", ".join(f"{k} = ?" for k in sets)
         # One statement is one transaction (autocommit); the journal has a single writer, so
         # nothing can move the row between the check above and this write.
-        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", _params((*sets.values(), row_id)))
+        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", to_params((*sets.values(), row_id)))
         # The single writer knows what it wrote: no second read.
         if state is not None:
             sets["state"] = state
@@ -506,7 +412,7 @@ class Journal(Transitions):
             " last_http_status = COALESCE(?, last_http_status),"
             " last_task_state = COALESCE(?, last_task_state),"
             " attempts = attempts + ?, updated_at = ? WHERE id = ?",
-            _params((stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id)),
+            to_params((stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id)),
         )
         self._live.pop(row_id, None)  # the COALESCE and the count are SQLite's to compute
         return self.get(row_id)
