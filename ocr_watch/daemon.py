@@ -50,7 +50,6 @@ from ocr_watch.served import (
     build_pools,
     fix_legacy,
     pool_settings,
-    refuse_several_formats,
     row_options,
 )
 from ocr_watch.watch import InboxWatcher, keep_watching
@@ -111,7 +110,6 @@ async def serve(
             outcome.stopped_early = why
             stop.set()
 
-    refuse_several_formats(config)
     ignore_lease_breaks()  # admission's writer check takes a read lease for an instant
     callback = _callback(config)
     started = time.monotonic()

@@ -30,7 +30,7 @@ from ocr_watch.recorder import NULL, Recorder
 from ocr_watch.results.hooks import HookEvent, HookFacts, HookRunner
 
 __all__ = ["RETIRED_REPORTS", "SHARED_KEY", "HookDispatch", "build_pools", "fix_legacy", "pool_settings",
-           "refuse_several_formats", "row_options"]
+           "row_options"]
 
 log = structlog.get_logger("ocr_watch.daemon")
 
@@ -62,19 +62,6 @@ def pool_settings(config: cfgmod.Config, jobs: Sequence[cfgmod.Job] | None = Non
         callback_fallback_s=config.callback.fallback_seconds if url else None,
         retired_reports=config.state_dir / RETIRED_REPORTS,
     )
-
-
-def refuse_several_formats(config: cfgmod.Config) -> None:
-    """Until a file's several outputs are coordinated (its source leaves only when all are
-    complete), a list of formats stops start-up naming the key."""
-    problems = [f"{job.prefix}ocr.format: {', '.join(job.ocr.formats)} are read, but this daemon makes one "
-                "output per file; keep one until several are served" for job in config.jobs
-                if len(job.ocr.formats) > 1]
-    problems += [f"{job.prefix}rules[{i}].ocr.format: several formats are not served yet"
-                 for job in config.jobs for i, rule in enumerate(job.rules)
-                 if rule.ocr.formats is not None and len(rule.ocr.formats) > 1]
-    if problems:
-        raise cfgmod.ConfigError(problems)
 
 
 def row_options(job: cfgmod.Job, rel: str) -> list[RowOptions]:

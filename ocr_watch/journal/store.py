@@ -236,12 +236,20 @@ class Journal(Transitions):
         return self._select("batch = ? AND id != ? ORDER BY id", (row.batch, row.id))
 
     def delivered(self, job: str, sha256: str, options_key: str, *, exclude_id: int) -> Row | None:
-        """The latest row of `job` that wrote an output of the same content and options: a
-        file run again (moved back from quarantine) need not pay for that output twice."""
+        """The latest row of `job` that wrote an output of the same content and options, in a
+        file whose other format failed: that file run again (moved back from quarantine) need
+        not pay for this output twice."""
         rows = self._select(
             "job = ? AND sha256 = ? AND options_key = ? AND state = 'done' AND output_rel IS NOT NULL"
-            " AND id != ? ORDER BY id DESC LIMIT 1", (job, sha256, options_key, exclude_id))
+            " AND id != ? AND batch IS NOT NULL AND EXISTS (SELECT 1 FROM files f WHERE f.batch = files.batch"
+            " AND f.state = 'quarantined') ORDER BY id DESC LIMIT 1", (job, sha256, options_key, exclude_id))
         return rows[0] if rows else None
+
+    def batch_moved(self, batch: int, final_path: str) -> None:
+        """The source of a file in several formats moved, by its last row: the rows that
+        ended before it (their source waiting) say where it went too."""
+        self._db.execute("UPDATE files SET final_path = ? WHERE batch = ? AND final_path IS NULL"
+                         " AND state IN ('done', 'quarantined')", to_params((final_path, batch)))
 
     def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int], job: str = "default") -> Row | None:
         """A finished row for this very file (same path, size, mtime, inode) that left it in
@@ -256,6 +264,9 @@ class Journal(Transitions):
         rows = self._select(
             "job = ? AND rel = ? AND size = ? AND mtime_ns = ? AND inode = ?"
             " AND (state = 'done' OR (state = 'quarantined' AND final_path IS NULL))"
+            # a format done of a file whose other format failed, moved to quarantine with it
+            " AND NOT (batch IS NOT NULL AND final_path IS NOT NULL AND EXISTS (SELECT 1 FROM files f"
+            " WHERE f.batch = files.batch AND f.state = 'quarantined'))"
             " ORDER BY id DESC LIMIT 1",
             (job, rel, size, mtime_ns, inode),
         )

@@ -89,6 +89,8 @@ class Creation:
                 await quarantine(row, Stage.INTAKE, rejected)
                 return
             row = dataclasses.replace(row, sha256=digest)  # written with the next transition
+            if await self._delivered_before(row):
+                return
             content = (digest, row.options_key)
             while (first := self._creating.get(content)) is not None:
                 await first.wait()  # same content is being uploaded: share its task, pay once
@@ -115,6 +117,22 @@ class Creation:
         moved = await asyncio.to_thread(retire_report, Path(old.final_path), into)
         if moved is not None:
             log.info("quarantine_report_retired", file=row.rel, was=old.final_path, report_to=str(moved))
+
+    async def _delivered_before(self, row: Row) -> bool:
+        """A file in several formats run again after one of them failed: an output of it still
+        in the outbox (same content, job and options) is kept, not paid for again."""
+        if row.batch is None or row.sha256 is None:
+            return False
+        earlier = self._journal.delivered(row.job, row.sha256, row.options_key, exclude_id=row.id)
+        if earlier is None or earlier.output_rel is None:
+            return False
+        if not await asyncio.to_thread((self._settings.place(row).outbox / earlier.output_rel).is_file):
+            return False  # removed since: made again
+        row = self._journal.delivered_before(row.id, output_rel=earlier.output_rel, sha256=row.sha256)
+        log.info("output_kept", job=row.job, file=row.rel, format=row.format, output=row.output_rel,
+                 task_id=earlier.task_id)
+        await self._delivery.finish(row)
+        return True
 
     def _share_or_reuse(self, row: Row) -> bool:
         """Whether the row took a task in flight, or a live result, of the same content."""

@@ -25,7 +25,7 @@ from structlog.contextvars import bound_contextvars
 from ocr_watch.api import ApiError, ResultUnavailable, describe_state
 from ocr_watch.fsops import copy_mode
 from ocr_watch.intake.identity import stamp
-from ocr_watch.journal import Journal, Row, Stage
+from ocr_watch.journal import TERMINAL, FileState, Journal, Row, Stage
 from ocr_watch.results.naming import output_candidates
 
 from .endings import Endings
@@ -184,7 +184,23 @@ class Delivery:
         An archive (or inbox) that refuses is waited for; the row stays `finishing` meanwhile.
         Anything no retry can cure leaves the source where it is, noted: the output exists,
         so the file is done either way.
+
+        A file in several formats (a row each) moves its source once, when its last row ends:
+        an earlier one ends leaving the source for the others; the last one archives it, or,
+        if another format failed, puts it in quarantine with a report naming that format (the
+        outputs written stay in the outbox).
         """
+        others = self._journal.siblings(row)
+        waiting = [o for o in others if o.state not in TERMINAL]
+        if waiting:
+            row = self._journal.done(row.id, final_path=None, note=None)
+            self._flight.release(row.id, "done")
+            log.info("format_done", job=row.job, file=row.rel, format=row.format, task_id=row.task_id,
+                     output=row.output_rel, action=f"the source waits for {', '.join(str(o.format) for o in waiting)}")
+            return
+        if any(o.state is FileState.QUARANTINED for o in others):
+            await self._failed_elsewhere(row, others)
+            return
         folder = self._endings.finish_folder(row)
         while True:
             try:
@@ -202,10 +218,29 @@ class Delivery:
                 self._folders.works(row, folder)
             break
         row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
+        if row.batch is not None and final is not None:
+            self._journal.batch_moved(row.batch, str(final))
         self._flight.release(row.id, "done")
         log.info("file_done", job=row.job, file=row.rel, task_id=row.task_id, output=row.output_rel,
                  source_to=str(final) if final else self._settings.place(row).on_success,
                  total_s=round(self._wall() - row.first_seen, 3), note=note)
+
+    async def _failed_elsewhere(self, row: Row, others: list[Row]) -> None:
+        """This format's output is complete, another's failed: the source goes to quarantine."""
+        final, failure = await self._failures.source_to_quarantine(row, others, resumed=True)
+        note = None
+        if failure is not None:
+            log.error("quarantine_failed", job=row.job, file=row.rel, error=repr(failure),
+                      action="the source stays in the inbox; move it out by hand")
+            note = f"another format failed, and the source could not be put in quarantine: {failure}"
+        row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
+        if row.batch is not None and final is not None:
+            self._journal.batch_moved(row.batch, str(final))
+        self._flight.release(row.id, "done")
+        failed = [o for o in others if o.state is FileState.QUARANTINED]
+        log.warning("file_quarantined", job=row.job, file=row.rel, to=str(final) if final else None,
+                    formats_failed=[o.format for o in failed],
+                    outputs=[r.output_rel for r in (row, *others) if r.state is FileState.DONE])
 
     def _finish_failed(self, row: Row, exc: Exception) -> str:
         log.error("finish_source_failed", file=row.rel, error=repr(exc), exc_info=not isinstance(exc, OSError))

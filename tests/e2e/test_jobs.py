@@ -3,6 +3,10 @@ job's or rule's options, fairly; hooks run after a file's state is final."""
 
 from __future__ import annotations
 
+import ast
+import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -142,9 +146,6 @@ def test_hooks_get_the_files_facts_and_a_failing_or_hanging_hook_changes_nothing
     """on_done after the output and the archive move, on_quarantine after the report, with the
     documented variables and nothing of the daemon's key; one exits 1, one hangs past its
     timeout and is killed: both logged, and every file stays where it ended."""
-    import ast
-    import sys
-
     script = tmp_path / "hook.py"
     script.write_text(HOOK)
     done_log, bad_log = tmp_path / "done.log", tmp_path / "bad.log"
@@ -185,3 +186,54 @@ def test_hooks_get_the_files_facts_and_a_failing_or_hanging_hook_changes_nothing
     assert files(bad / "quarantine") == ["y__state_-5__.png", "y__state_-5__.png.error.json"]
     assert files(bad / "inbox") == []
     assert EMU_KEY not in done_log.read_text() + bad_log.read_text()
+
+
+def test_several_formats_two_outputs_two_credits_and_a_retry_pays_only_for_the_one_that_failed(
+    tmp_path: Path, emulator: Emulator, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    """format: [pdf, txt] is a task and a credit each; the source is archived once both are
+    complete. When the txt task fails, the pdf stays in the outbox, the source goes to
+    quarantine with a report naming txt, and the file moved back pays for txt alone."""
+
+    script, hook_log = tmp_path / "hook.py", tmp_path / "hook.log"
+    script.write_text(HOOK)
+    hooks = {key: [sys.executable, str(script), str(hook_log), "-", "0"] for key in ("on_done", "on_quarantine")}
+    config = write_jobs(tmp_path, emulator.base_url, {"contracts": {"ocr": {"format": ["pdf", "txt"]},
+                                                                    "hooks": hooks}})
+    daemon = daemon_factory(config).start()
+    daemon.wait_event("watching")
+    job = tmp_path / "contracts"
+    drop(job / "inbox" / "a.png", png_bytes(1))
+    wait_for(lambda: files(job / "archive") == ["a.png"], 20, what="a.png archived")
+    assert files(job / "outbox") == ["a.pdf", "a.txt"]
+    assert sorted(t["format"] for t in emulator.tasks()) == ["pdf", "txt"]
+    assert emulator.stats()["credits_spent"] == 2
+
+    emulator.add_fault("state", state=-5, format="txt")  # the next txt task fails at the service
+    drop(job / "inbox" / "b.png", png_bytes(2))
+    wait_for(lambda: "b.png" in files(job / "quarantine"), 20, what="b.png quarantined")
+    assert files(job / "outbox") == ["a.pdf", "a.txt", "b.pdf"], "the output that succeeded stays"
+    report = json.loads((job / "quarantine" / "b.png.error.json").read_text())
+    assert "format txt failed" in report["reason"] and "b.pdf" in report["reason"]
+    assert report["detail"]["formats"]["pdf"]["output"] == "b.pdf"
+    assert report["detail"]["formats"]["txt"]["failed"]
+    pdf_before = (job / "outbox" / "b.pdf").stat()
+    assert emulator.stats()["creates"] == 4  # the failed txt task is not billed by the service
+
+    os.rename(job / "quarantine" / "b.png", job / "inbox" / "b.png")  # run it again, by hand
+    wait_for(lambda: files(job / "archive") == ["a.png", "b.png"], 20, what="b.png archived after the retry")
+    assert daemon.terminate() == 0
+    assert files(job / "outbox") == ["a.pdf", "a.txt", "b.pdf", "b.txt"]
+    assert (job / "outbox" / "b.pdf").stat().st_mtime_ns == pdf_before.st_mtime_ns, "the pdf was not made again"
+    assert emulator.stats()["creates"] == 5, "the retry created (and paid for) the txt alone"
+    b_tasks = sorted(t["format"] for t in emulator.tasks() if t["source_name"] == "b.png")
+    assert b_tasks == ["pdf", "txt", "txt"]
+    assert files(job / "quarantine") == [], "the old report retired"
+    kept = [e for e in daemon.events() if e.get("event") == "output_kept"]
+    assert [(e["file"], e["format"], e["output"]) for e in kept] == [("b.png", "pdf", "b.pdf")]
+    told = [ast.literal_eval(line) for line in hook_log.read_text().splitlines()[0::2]]
+    outbox = str((job / "outbox").resolve())
+    assert sorted((t["OCRW_EVENT"], t["OCRW_OUTPUTS"]) for t in told) == [
+        ("done", f"{outbox}/a.pdf\n{outbox}/a.txt"), ("done", f"{outbox}/b.pdf\n{outbox}/b.txt"),
+        ("quarantined", f"{outbox}/b.pdf")], "one hook a file, when its last format ended"
+    assert "txt" in next(t for t in told if t["OCRW_EVENT"] == "quarantined")["OCRW_REASON"]
