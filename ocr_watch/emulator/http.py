@@ -120,7 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         self.emu._log_request(
             t=self._t0, host=self.server.label, method=self.command, path=urlsplit(self.path).path,
             api_key_present=self._key() is not None, status=self._status_sent,
-            task_id=self._task_id, fault=self._fault,
+            task_id=self._task_id, fault=self._fault, answered_t=time.time(),
         )
 
     def send_bytes(self, status: int, body: bytes, content_type: str, *, headers: dict[str, str] | None = None,
