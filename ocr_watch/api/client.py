@@ -19,7 +19,7 @@ import pathlib
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import IO, Any, cast
 
@@ -164,10 +164,12 @@ class PicWishClient:
         """
         return (await self.upload(source, options, priority=priority)).task_id
 
-    async def upload(self, source: pathlib.Path, options: CreateOptions, *, priority: int = 0) -> Upload:
+    async def upload(self, source: pathlib.Path, options: CreateOptions, *, priority: int = 0,
+                     before_last: Callable[[], Awaitable[None]] | None = None) -> Upload:
         """Like :meth:`create_task`, and say what was sent: the SHA-256 of the very bytes the
         service received and the file's stamp when they were read. Only a regular file is
         read (``NotRegularFile`` otherwise); one that shrinks meanwhile raises ``SourceChanged``.
+        ``before_last`` is awaited before the body's last piece is sent (see body.py).
         """
         source = pathlib.Path(source)
         mime = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
@@ -189,6 +191,7 @@ class PicWishClient:
                     headers=self._key_header(),
                 )
                 request.stream = Coalesced(request.stream)
+                request.stream.before_last = before_last
             except BaseException:
                 handle.close()
                 raise
