@@ -97,9 +97,10 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=2000, help="case 1's backlog (0 = skip)")
     parser.add_argument("--large", type=int, default=20_000, help="case 2's backlog (0 = skip)")
     parser.add_argument("--rps", type=float, default=200.0)
-    # README: max_in_flight must cover about requests_per_second / 2 x a task's seconds, and a
-    # task is first queried poll.interval_seconds (1 s) after its create: 100 x 1.2 s here.
-    parser.add_argument("--max-in-flight", type=int, default=128, help="pool.max_in_flight")
+    # README: max_in_flight must cover about requests_per_second / 2 x a task's seconds. Here
+    # a task is first queried poll.interval_seconds (1 s) after its create, and a backlog's
+    # tasks go in waves (all created, all queried, all downloaded): 100 x 2 x 1.2 s.
+    parser.add_argument("--max-in-flight", type=int, default=256, help="pool.max_in_flight")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
     report = Report(f"Backlog: files waiting at start, emulator instant, {args.rps:g} req/s")
