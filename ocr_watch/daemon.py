@@ -85,6 +85,7 @@ def pool_settings(config: cfgmod.Config, url: str | None = None) -> PoolSettings
         create_options=CreateOptions(format=config.ocr.format, language=config.ocr.language, password=password,
                                      callback_url=url),
         max_in_flight=config.pool.max_in_flight,
+        max_uploads=config.pool.max_uploads,
         queue_size=config.pool.queue_size,
         poll_min_interval_s=config.poll.interval_seconds,
         task_timeout_s=config.poll.timeout_seconds,

@@ -17,11 +17,12 @@ so it is created readable by its owner only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -373,6 +374,16 @@ class Journal(Transitions):
         if state is not None:
             sets["state"] = state
         return self._remember(dataclasses.replace(current, **sets))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Many writes, one commit (admission's new rows: one WAL commit, not hundreds). Each
+        statement is whole on its own, so what was written is committed even on an error."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def note_lost_create(self, row_id: int, *, sent_again: bool) -> Row:
         """An upload of this row was sent whole and its answer lost; `sent_again`: it will be

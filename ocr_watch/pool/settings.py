@@ -23,6 +23,7 @@ class PoolSettings:
     on_success: OnSuccess
     create_options: CreateOptions
     max_in_flight: int
+    max_uploads: int  # uploads crossing the line at once (one at a time turned into a task: create.py)
     queue_size: int  # row ids held in memory; the journal holds the rest
     poll_min_interval_s: float
     task_timeout_s: float
