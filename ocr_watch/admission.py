@@ -9,7 +9,10 @@ idempotent repository that keeps a rescan from paying twice.
 
 The `stat` calls all this needs run in a thread, a batch at a time: an inbox on a network
 share answers each one in a round trip, and 10,000 of those on the loop would stall every
-upload, query and download for as long.
+upload, query and download for as long. A backlog flows at once: a scan hands on what it has
+listed every `SCAN_BATCH` files, a step looks at no more than `STEP_BATCH` reports, and each
+step's rows are inserted in one transaction, so the first upload starts while the rest of the
+inbox is still being listed and admitted.
 
 Only regular files are admitted: stamps are read with `lstat`, never through a symlink (nor
 through a symlinked folder inside the inbox), and a symlink, FIFO, socket or device is logged
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import os
 import stat
 import time
@@ -45,6 +49,9 @@ from ocr_watch.watch import Reason, scan_files
 __all__ = ["Admission"]
 
 log = structlog.get_logger("ocr_watch.admission")
+
+SCAN_BATCH = 500  # paths a scan hands on at a time
+STEP_BATCH = 500  # reports looked at (stamped, settled, admitted) in one step
 
 
 class Admission:
@@ -125,17 +132,33 @@ class Admission:
         return asyncio.ensure_future(self._scan(below))
 
     async def _scan(self, below: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def walk() -> tuple[list[str], int]:
+            batch: list[str] = []
+            count = 0
+            for rel in scan_files(self.inbox, below):
+                batch.append(rel)
+                count += 1
+                if len(batch) >= SCAN_BATCH:
+                    loop.call_soon_threadsafe(self._found, batch)
+                    batch = []
+            return batch, count
+
         try:
-            found = await asyncio.to_thread(lambda: list(scan_files(self.inbox, below)))
-            for rel in found:
-                if self.inbox / rel in self._tracker:
-                    continue
-                self.report(rel, Reason.SCAN)
-            log.debug("scanned", folder=below or ".", files=len(found))
+            rest, count = await asyncio.to_thread(walk)
+            self._found(rest)
+            log.debug("scanned", folder=below or ".", files=count)
         finally:
             self._scans -= 1
             self._activity.set()
             self._wake.set()
+
+    def _found(self, paths: list[str]) -> None:
+        """Part of a scan's listing, on the loop."""
+        for rel in paths:
+            if self.inbox / rel not in self._tracker:
+                self.report(rel, Reason.SCAN)
 
     async def run(self) -> None:
         """Admit files as they settle; sleep exactly until the next one may be ready."""
@@ -154,14 +177,18 @@ class Admission:
 
     async def _step(self) -> None:
         """One batch: read the stamps it needs in one thread, then settle and admit on the loop."""
-        batch, self._pending = self._pending, {}
+        if len(self._pending) <= STEP_BATCH:
+            batch, self._pending = self._pending, {}
+        else:  # the oldest reports first; the rest wait for the next step
+            batch = {rel: self._pending.pop(rel) for rel in list(itertools.islice(self._pending, STEP_BATCH))}
         # One clock reading for the batch: due() must not look past the stamps read for it.
         now = self._mono()
         wanted = list(dict.fromkeys([*(self.inbox / rel for rel, reason in batch.items() if reason is not Reason.GONE),
                                      *self._tracker.expiring(now)]))
         # Writers are asked about only for files that may be due in this batch: closed ones
         # (due at once) and those whose settle time is up; the others are asked when it is.
-        ask = {self.inbox / rel for rel, reason in batch.items() if reason is Reason.CLOSED}
+        # (A scanned file may be due at once too: its mtime may say it is long settled.)
+        ask = {self.inbox / rel for rel, reason in batch.items() if reason in (Reason.CLOSED, Reason.SCAN)}
         ask.update(self._tracker.expiring(now))
         self._stepping = True
         try:
@@ -173,8 +200,9 @@ class Admission:
             unread = [path for path in due if path not in self._fetched]
             if unread:  # not expected: due files were reported or re-checked in this batch
                 self._read(await asyncio.to_thread(_read_stamps, self.inbox, unread, set()))
-            for path in due:
-                self._admit(path, self._fetched[path])
+            with self.journal.transaction():
+                for path in due:
+                    self._admit(path, self._fetched[path])
         finally:
             self._fetched.clear()
             self._writers.clear()
@@ -203,7 +231,10 @@ class Admission:
         found = self._fetched.get(path)
         if reason is not Reason.GONE and isinstance(found, FileStamp):
             self._special.discard(rel)
-            self._tracker.seen(path, found, now, closed=reason is Reason.CLOSED, writing=reason is Reason.WRITING)
+            # A scan's file unchanged since long before it was seen has already been quiet.
+            quiet_s = max(0.0, time.time() - found.mtime_ns / 1e9) if reason is Reason.SCAN else 0.0
+            self._tracker.seen(path, found, now, closed=reason is Reason.CLOSED, writing=reason is Reason.WRITING,
+                               quiet_s=quiet_s)
             return
         self._reported_at.pop(rel, None)
         if reason is Reason.GONE or isinstance(found, FileNotFoundError):

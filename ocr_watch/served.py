@@ -52,6 +52,7 @@ def pool_settings(config: cfgmod.Config, jobs: Sequence[cfgmod.Job] | None = Non
         places={job.name: place(job) for job in (config.jobs if jobs is None else jobs)},
         callback_url=url,
         max_in_flight=config.pool.max_in_flight,
+        max_uploads=config.pool.max_uploads,
         queue_size=config.pool.queue_size,
         poll_min_interval_s=config.poll.interval_seconds,
         task_timeout_s=config.poll.timeout_seconds,

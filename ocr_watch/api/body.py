@@ -1,9 +1,12 @@
 """The upload's body as httpx sends it: the multipart stream in fewer, larger writes, which
-also says when its last byte was handed on (the answer's deadline starts then)."""
+also says when its last byte was handed on (the answer's deadline starts then), and can hold
+its last piece back until the caller lets it go (`before_last`): the service cannot make a
+task before it has the whole body, so uploads may cross the line side by side while only
+one at a time can be turned into a task whose answer we have not yet recorded."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -23,18 +26,27 @@ class Coalesced(httpx.AsyncByteStream):
         self._inner = inner
         self._chunk_bytes = chunk_bytes
         self.on_end: Callable[[], None] | None = None  # told when the last byte has been handed on
+        self.before_last: Callable[[], Awaitable[None]] | None = None  # awaited before the last piece
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         pending: list[bytes] = []
         size = 0
+        held: bytes | None = None  # one whole piece is kept back until the next shows it is not the last
         async for piece in self._inner:
             pending.append(piece)
             size += len(piece)
             if size >= self._chunk_bytes:
-                yield b"".join(pending)
-                pending, size = [], 0
+                if held is not None:
+                    yield held
+                held, pending, size = b"".join(pending), [], 0
         if pending:
-            yield b"".join(pending)
+            if held is not None:
+                yield held
+            held = b"".join(pending)
+        if held is not None:
+            if self.before_last is not None:
+                await self.before_last()
+            yield held
         if self.on_end is not None:
             self.on_end()
 

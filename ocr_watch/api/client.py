@@ -16,10 +16,11 @@ import asyncio
 import dataclasses
 import mimetypes
 import pathlib
+import socket
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import IO, Any, cast
 
@@ -76,6 +77,12 @@ class Upload:
 
 
 API_CONNECTIONS = 8
+# An upload's bytes wait in our process, not by the megabyte in the kernel's send buffer:
+# the body's last piece (body.py: before_last) is then sent when the line has nearly carried
+# the rest, so the answer gate it takes is held for a round trip, not for seconds of
+# buffered upload. Bytes in flight are not limited, so a long fast line is not slowed.
+_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+_UPLOAD_SOCKET_OPTIONS = [] if _NOTSENT_LOWAT is None else [(socket.IPPROTO_TCP, _NOTSENT_LOWAT, 128 * 1024)]
 RESULT_CONNECTIONS = 16
 
 
@@ -111,11 +118,12 @@ class PicWishClient:
         # serve them; a small pool is also cheap, since httpcore checks every pooled
         # connection on each request (measured: the costliest part of a query with 64
         # tasks in flight sharing one large pool).
+        limits = httpx.Limits(max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS)
         self._http = httpx.AsyncClient(
             timeout=timeout or DEFAULT_TIMEOUT,
-            transport=transport,
+            transport=transport or httpx.AsyncHTTPTransport(limits=limits, socket_options=_UPLOAD_SOCKET_OPTIONS),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS),
+            limits=limits,
         )
         # Results come from another host and never carry the key. Their own client means
         # no header of the API's can reach it, and a long download never holds a
@@ -171,10 +179,12 @@ class PicWishClient:
         """
         return (await self.upload(source, options, priority=priority)).task_id
 
-    async def upload(self, source: pathlib.Path, options: CreateOptions, *, priority: int = 0) -> Upload:
+    async def upload(self, source: pathlib.Path, options: CreateOptions, *, priority: int = 0,
+                     before_last: Callable[[], Awaitable[None]] | None = None) -> Upload:
         """Like :meth:`create_task`, and say what was sent: the SHA-256 of the very bytes the
         service received and the file's stamp when they were read. Only a regular file is
         read (``NotRegularFile`` otherwise); one that shrinks meanwhile raises ``SourceChanged``.
+        ``before_last`` is awaited before the body's last piece is sent (see body.py).
         """
         source = pathlib.Path(source)
         mime = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
@@ -196,6 +206,7 @@ class PicWishClient:
                     headers=self._key_header(),
                 )
                 request.stream = Coalesced(request.stream)
+                request.stream.before_last = before_last
             except BaseException:
                 handle.close()
                 raise

@@ -56,10 +56,12 @@ def number(minimum: float, *, inclusive: bool) -> Check:
     return check
 
 
-def integer(minimum: int) -> Check:
+def integer(minimum: int, maximum: int | None = None) -> Check:
     def check(r: Reader, key: str, value: Any) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            r.problem(key, f"must be an integer >= {minimum}, got {_show(value)}")
+        if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+                or (maximum is not None and value > maximum)):
+            bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            r.problem(key, f"must be an integer {bounds}, got {_show(value)}")
             return None
         return value
     return check

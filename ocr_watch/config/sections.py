@@ -60,6 +60,9 @@ class PoolSection:
     """How much work runs at once and waits in memory."""
 
     max_in_flight: int = field(metadata=setting(32, c.integer(1)))
+    # Uploads sent side by side, sharing the uplink; at most 6 of the client's 8 connections
+    # to the API host, so queries always find one (api/client.py: API_CONNECTIONS).
+    max_uploads: int = field(metadata=setting(4, c.integer(1, 6)))
     queue_size: int = field(metadata=setting(10000, c.integer(1)))
 
 

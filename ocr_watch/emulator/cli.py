@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter RNG and URL signing")
     parser.add_argument("--fresh-url-per-query", action="store_true",
                         help="sign result URLs when issued: a query after the first gives a fresh URL")
+    parser.add_argument("--upload-bps", type=float, default=d.upload_bytes_per_second,
+                        help="upload bandwidth in bytes/s shared by all connections (0 = unlimited)")
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -58,6 +60,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         retry_after_seconds=args.retry_after,
         seed=args.seed,
         fresh_url_per_query=args.fresh_url_per_query,
+        upload_bytes_per_second=args.upload_bps,
     )
 
 

@@ -20,6 +20,7 @@ from .server import ApiHandler, EmulatorHTTPServer, ResultHandler
 from .settings import EmulatorSettings
 from .signing import UrlSigner, result_path
 from .tasks import Event, Task, TaskStore, expires_at
+from .uplink import Uplink
 from .validation import CreateRequest
 
 _COUNTERS = ("create_requests", "creates", "queries", "credit_queries", "downloads", "rate_limited", "faults_fired",
@@ -40,6 +41,7 @@ class Emulator:
         self._log: list[dict[str, Any]] = []
         self._results: dict[tuple[str, str], bytes] = {}
         self.limiter = TokenBucketLimiter(self.settings.requests_per_second, self.settings.effective_burst)
+        self.uplink = Uplink(self.settings.upload_bytes_per_second, sleep=self._sleep)
         self.faults = FaultBook()
         self.signer = UrlSigner(self.settings.seed)
         self.store = TaskStore(self.settings.seed, self.settings.credits, issue_url=self._issue_url,
@@ -135,6 +137,8 @@ class Emulator:
             old, self.settings = self.settings, new
             if (new.requests_per_second, new.effective_burst) != (old.requests_per_second, old.effective_burst):
                 self.limiter.configure(new.requests_per_second, new.effective_burst)
+            if new.upload_bytes_per_second != old.upload_bytes_per_second:
+                self.uplink.configure(new.upload_bytes_per_second)
             if "credits" in changes:
                 self.store.credits_left = new.credits
             return new

@@ -27,6 +27,8 @@ __all__ = ["EmulatorHTTPServer", "Handler"]
 
 log = logging.getLogger("ocr_watch.emulator")
 
+UPLINK_RCVBUF = 64 * 1024
+
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
     """A threading server that tracks its connections so ``close_all`` can end them."""
@@ -45,6 +47,10 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if self.emulator.settings.upload_bytes_per_second > 0:
+            # What the uplink has not carried yet must wait on the client's side, not in a
+            # large kernel buffer here that the client counts as sent (see uplink.py).
+            request.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UPLINK_RCVBUF)
         thread = threading.Thread(target=self._serve_one, args=(request, client_address),
                                   name=f"emulator-{self.label}", daemon=True)
         with self._track_lock:
@@ -120,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
         self.emu._log_request(
             t=self._t0, host=self.server.label, method=self.command, path=urlsplit(self.path).path,
             api_key_present=self._key() is not None, status=self._status_sent,
-            task_id=self._task_id, fault=self._fault,
+            task_id=self._task_id, fault=self._fault, answered_t=time.time(),
         )
 
     def send_bytes(self, status: int, body: bytes, content_type: str, *, headers: dict[str, str] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import parse_qs
@@ -28,11 +29,13 @@ class BodyError(Exception):
 
 
 class BodyStream:
-    """Reads a request body from ``rfile`` per its headers, chunk by chunk."""
+    """Reads a request body from ``rfile`` per its headers, chunk by chunk; ``pace(n)`` is
+    called after each piece of n bytes is read (the shared uplink's wait)."""
 
     def __init__(self, rfile: IO[bytes] | io.BufferedIOBase, content_length: str | None,
-                 transfer_encoding: str | None) -> None:
+                 transfer_encoding: str | None, pace: Callable[[int], None] | None = None) -> None:
         self._rfile = rfile
+        self._pace = pace
         self._chunked = (transfer_encoding or "").lower().strip() == "chunked"
         self._left = 0 if self._chunked else int(content_length or 0)
         self._chunk_left = 0
@@ -52,6 +55,8 @@ class BodyStream:
             return b""
         data = self._read_chunked() if self._chunked else self._read_plain()
         self.bytes_read += len(data)
+        if self._pace is not None:
+            self._pace(len(data))
         return data
 
     def _read_plain(self) -> bytes:

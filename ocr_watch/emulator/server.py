@@ -69,7 +69,8 @@ class ApiHandler(Handler):
     # --- API routes -------------------------------------------------------------------------
 
     def _body(self) -> BodyStream:
-        return BodyStream(self.rfile, self.headers.get("Content-Length"), self.headers.get("Transfer-Encoding"))
+        return BodyStream(self.rfile, self.headers.get("Content-Length"), self.headers.get("Transfer-Encoding"),
+                          pace=self.emu.uplink.take)
 
     def _early_answer(self, status: int, message: str, headers: dict[str, str] | None = None,
                       http_status: int | None = None) -> None:

@@ -32,6 +32,9 @@ class EmulatorSettings:
     # the same URL. True: like object storage signing per request, a query after the first
     # that returned the URL returns a freshly signed one, valid result_ttl_seconds from then.
     fresh_url_per_query: bool = False
+    # One upload bandwidth shared by all connections (request bodies are read no faster);
+    # 0: unlimited. See uplink.py.
+    upload_bytes_per_second: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.api_keys, str):
@@ -45,6 +48,7 @@ class EmulatorSettings:
             "processing_jitter",
             "result_ttl_seconds",
             "task_retention_seconds",
+            "upload_bytes_per_second",
         ):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -59,11 +59,14 @@ class SettleTracker:
         return path in self._entries
 
     def seen(self, path: Path, stamp: FileStamp, now: float, closed: bool = False,
-             writing: bool = False) -> None:
+             writing: bool = False, quiet_s: float = 0.0) -> None:
         """Record an observation of ``path``; a changed stamp restarts its settle time.
 
         ``writing``: a writer has it open; it stays waiting until a ``closed`` report (or,
-        with a ``writers`` check that says no writer is left, until quiet).
+        with a ``writers`` check that says no writer is left, until quiet). ``quiet_s``: how
+        long the file is known to have been unchanged already (a scan finding a file whose
+        mtime is that old): its settle time is shortened by as much, so a backlog found at
+        start is ready at once.
         """
         entry = self._entries.get(path)
         if closed:
@@ -71,8 +74,8 @@ class SettleTracker:
         elif writing or entry is None or entry.stamp != stamp:
             # A plain report (a scan) does not end "writing": only a close does.
             still_writing = writing or (entry is not None and entry.writing and not entry.closed)
-            self._entries[path] = _Entry(stamp, now + self.settle_seconds, closed=False,
-                                         writing=still_writing)
+            wait = self.settle_seconds if still_writing else max(0.0, self.settle_seconds - quiet_s)
+            self._entries[path] = _Entry(stamp, now + wait, closed=False, writing=still_writing)
         # Same stamp as before: keep the running deadline (and a closed file stays ready).
 
     def forget(self, path: Path) -> None:

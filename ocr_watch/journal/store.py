@@ -17,11 +17,12 @@ so it is created readable by its owner only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +341,8 @@ class Journal(Transitions):
         size, mtime_ns, inode = stamp
         wanted: list[RowOptions | None] = list(options) or [None]
         ids: list[int] = []
-        self._db.execute("BEGIN IMMEDIATE")
+        # A savepoint: its own transaction, or a part of admission's (`transaction`).
+        self._db.execute("SAVEPOINT add_file")
         try:
             for opts in wanted:
                 key = options_key if opts is None else opts.options_key
@@ -357,9 +359,10 @@ class Journal(Transitions):
                 ids.append(cur.lastrowid)
             if len(ids) > 1:
                 self._db.execute("UPDATE files SET batch = ? WHERE id = ?", (ids[0], ids[0]))
-            self._db.execute("COMMIT")
+            self._db.execute("RELEASE add_file")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK TO add_file")
+            self._db.execute("RELEASE add_file")
             raise
         # Not remembered: a backlog of thousands of queued rows stays on disk until worked on.
         return self._select(f"id IN ({', '.join('?' * len(ids))}) ORDER BY id", tuple(ids))
@@ -395,6 +398,16 @@ class Journal(Transitions):
         if state is not None:
             sets["state"] = state
         return self._remember(dataclasses.replace(current, **sets))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Many writes, one commit (admission's new rows: one WAL commit, not hundreds). Each
+        statement is whole on its own, so what was written is committed even on an error."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def note_lost_create(self, row_id: int, *, sent_again: bool) -> Row:
         """An upload of this row was sent whole and its answer lost; `sent_again`: it will be

@@ -1,9 +1,12 @@
 """The start of a file's journey: hash, check, then share, reuse or create a task.
 
 *No credit twice.* The journal says `uploading` before a create and carries the task id the
-moment create answers; a restart polls that task. Only one create is in flight at a time, so
-a crash can leave at most one task we never heard of; an upload under way is let finish at
-shutdown (cancelling it could cost a credit). Identical content shares a task in flight, or
+moment create answers; a restart polls that task. Up to `max_uploads` uploads cross the line
+side by side (a one-page letter never waits behind a scanned book), but each holds back its
+body's last piece until it has the answer gate, and keeps the gate until its task id is
+committed: the service cannot make a task before it has the whole body, so a crash can still
+leave at most one task we never heard of. An upload under way is let finish at shutdown
+(cancelling it could cost a credit). Identical content shares a task in flight, or
 reuses a result URL that has not expired, and a second copy waits for the first's task id.
 What the journal records as a file's content is the hash of the bytes the service received.
 """
@@ -60,7 +63,9 @@ class Creation:
         self._delivery = delivery
         self._failures = failures
         self._wall = wall
-        self._upload_gate = FairGate()  # one upload at a time, jobs in turn
+        self._uploads = FairGate(settings.max_uploads)  # jobs in turn: gate.py
+        # Held from an upload's last piece until its answer is committed (module docstring).
+        self._answer_gate = asyncio.Lock()
         # Content being created right now: a second copy waits for the first's task id.
         self._creating: dict[tuple[str, str], asyncio.Event] = {}
 
@@ -168,26 +173,22 @@ class Creation:
         shrunk = 0
         while True:
             error: ApiError | None
-            async with self._upload_gate.hold(row.job):
-                # Checked inside the gate: after a refusal, the probe is one request, not one
-                # per file that was already waiting for the gate.
+            async with self._uploads.hold(row.job):
+                # Checked inside the bound: after a refusal, the probe is one request, not one
+                # per file that was already waiting.
                 await account.admit(create=True)
                 row = self._journal.uploading(row.id, sha256=row.sha256)
-                started = time.monotonic()
                 # The upload is a job of its own that shutdown waits for: cancelling it half
                 # way could leave a task the service made and we never heard of (a credit).
                 self._calls.note()
-                upload = asyncio.ensure_future(
-                    self._calls.service.upload(source, self._settings.create_options(row), priority=1))
+                upload = asyncio.ensure_future(self._send(row, source))
                 self._jobs.let_finish(upload)
                 try:
-                    sent = await asyncio.shield(upload)
+                    await asyncio.shield(upload)
                 except asyncio.CancelledError as exc:
                     account.settle(create=True, error=exc)
-                    if upload.done() and not upload.cancelled() and upload.exception() is None:
-                        self._created(row, upload.result(), started)  # answered while we stopped
-                    else:
-                        upload.cancel()
+                    if not upload.done():
+                        upload.cancel()  # (one that was answered committed its task id itself)
                     raise
                 except ApiError as exc:
                     account.settle(create=True, error=exc)
@@ -222,7 +223,6 @@ class Creation:
                     return
                 else:
                     account.settle(create=True, error=None)
-                    self._created(row, sent, started)
                     return
             if error is None:
                 await self._jobs.pause(self._settings.backoff_initial_s)
@@ -237,6 +237,27 @@ class Creation:
                 return
             row = self._journal.get(row.id)
             await self._jobs.pause(retry_in)
+
+    async def _send(self, row: Row, source: Path) -> None:
+        """Upload, and commit the task id the instant the answer arrives, still holding the
+        answer gate (taken before the body's last piece), so no other upload can be made a
+        task meanwhile."""
+        started = time.monotonic()
+        holding = False
+
+        async def last_piece() -> None:
+            nonlocal holding
+            if not holding:  # a 429'd attempt sent again keeps it: no task was made
+                await self._answer_gate.acquire()
+                holding = True
+
+        try:
+            sent = await self._calls.service.upload(source, self._settings.create_options(row), priority=1,
+                                                    before_last=last_piece)
+            self._created(row, sent, started)
+        finally:
+            if holding:
+                self._answer_gate.release()
 
     async def _create_answer_lost(self, row: Row, error: TransientError) -> Row | None:
         """An upload was sent whole and its answer lost: a task may exist, and be billed.

@@ -1,6 +1,6 @@
 """The bounded pool: each file's journey from the queue to the outbox or to quarantine.
 
-    queue ──► create (one upload at a time) ──► poller ──► download ──► finish source
+    queue ──► create (max_uploads at once) ───► poller ──► download ──► finish source
   (window.py)  │ (create.py)      (poller.py, answers.py)    (delivery.py)   │
                └──────────────► quarantine (report + move) ◄───────────────┘
                                  (failures.py, endings.py)

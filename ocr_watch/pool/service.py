@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +39,8 @@ class OcrService(Protocol):
     @property
     def bucket(self) -> RateSource: ...
 
-    async def upload(self, source: Path, options: CreateOptions, *, priority: int = 0) -> Upload: ...
+    async def upload(self, source: Path, options: CreateOptions, *, priority: int = 0,
+                     before_last: Callable[[], Awaitable[None]] | None = None) -> Upload: ...
 
     async def get_task(self, task_id: str, *, priority: int = 0) -> Task: ...
 

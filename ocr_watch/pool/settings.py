@@ -36,6 +36,7 @@ class PoolSettings:
 
     places: Mapping[str, JobPlace]  # by job name: the jobs this pool serves
     max_in_flight: int
+    max_uploads: int  # uploads crossing the line at once (one at a time turned into a task: create.py)
     queue_size: int  # row ids held in memory per job; the journal holds the rest
     poll_min_interval_s: float
     task_timeout_s: float

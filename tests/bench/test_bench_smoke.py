@@ -110,3 +110,28 @@ def test_planner_sim_trades_queries_for_lag() -> None:
     late_queries, late_lag = whole_run()
     early_queries, early_lag = whole_run("--first-quantile", "0.6", "--second-share", "0.8")
     assert early_queries > late_queries and early_lag < late_lag
+
+
+@pytest.mark.timeout(120)
+def test_head_of_line_smoke() -> None:
+    out = run_bench("head_of_line.py", "--big-mb", "2", "--small", "4", "--after", "0.2", "--upload-bps", "1000000",
+                    "--processing-seconds", "0.3", "--warm", "1")
+    assert "small files created during the big upload" in out and "target >= 3 (most)" in out
+    assert "small drop-to-output p50" in out and "target <= 6 s" in out
+    assert "then tasks 5 (expected 5)" in out
+
+
+@pytest.mark.timeout(120)
+def test_backlog_smoke() -> None:
+    out = run_bench("backlog.py", "--files", "200", "--large", "300")
+    assert "200 files: start to first create" in out and "target <= 2 s" in out
+    assert "files a second, start to all archived" in out and "target >= 80" in out
+    assert "300 files: peak RSS until all admitted" in out and "target <= 150 MiB" in out
+
+
+@pytest.mark.timeout(120)
+def test_kills_smoke() -> None:
+    out = run_bench("kills.py", "--files", "12", "--kills", "2", "--processing-seconds", "0.3")
+    assert "extra creates" in out and "for 2 kills" in out and "target <= 2" in out
+    assert "extra creates answered >= 1 s before their kill" in out
+    assert "(12 contents)" in out and "finished 12" in out

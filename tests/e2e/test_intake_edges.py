@@ -152,10 +152,11 @@ class TestHashWhatIsSent:
     def test_a_file_rewritten_between_hash_and_upload_never_lends_its_text_to_another_file(
         self, workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator
     ) -> None:
-        """a.png is hashed (old bytes), then rewritten in place while it waits for the upload
-        gate (held by a slow create). Later b.png with a.png's old bytes must get its own text."""
+        """a.png is hashed (old bytes), then rewritten in place while it waits for its turn to
+        upload (pool.max_uploads 1, taken by a slow create). Later b.png with a.png's old bytes
+        must get its own text."""
         old, new = png_bytes(10), png_bytes(11)
-        daemon = daemon_factory(workspace.write_config(log_level="debug")).start()
+        daemon = daemon_factory(workspace.write_config(log_level="debug", pool={"max_uploads": 1})).start()
         daemon.wait_event("watching", timeout=30)
         emulator.add_fault("slow", route="create", count=1, delay_s=6)
         workspace.drop("holder.png", png_bytes(12))

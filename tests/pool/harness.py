@@ -36,7 +36,7 @@ class Harness:
         values: dict[str, Any] = dict(
             places={"default": self.place},
             poll_min_interval_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2, max_attempts=3, ambiguous_creates=1,
-            max_in_flight=32, queue_size=10_000, task_timeout_s=120.0,
+            max_in_flight=32, max_uploads=4, queue_size=10_000, task_timeout_s=120.0,
         )
         values.update(settings)
         self.settings = PoolSettings(**values)

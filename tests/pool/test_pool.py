@@ -130,11 +130,12 @@ class TestErrors:
 
     async def test_a_refused_key_pauses_work_and_quarantines_nothing(self, harness: Harness,
                                                                      emulator: Emulator) -> None:
-        rows = [harness.drop(f"k{n}.png", png_bytes(n)) for n in range(3)]
+        rows = [harness.drop(f"k{n}.png", png_bytes(n)) for n in range(8)]
         pool = await harness.run(lambda p: p.account_problem is not None, key="wrong-key", rows=rows)
         assert pool.stats.quarantined == 0
-        assert all((harness.inbox / f"k{n}.png").exists() for n in range(3))
-        assert emulator.stats()["create_requests"] == 1, "one refusal pauses everything; no hammering"
+        assert all((harness.inbox / f"k{n}.png").exists() for n in range(8))
+        # One refusal pauses everything: only uploads already under way beside it were sent.
+        assert 1 <= emulator.stats()["create_requests"] <= harness.settings.max_uploads < 8
         assert "wrong-key" not in (pool.account_problem or "")
 
     async def test_an_expired_result_url_quarantines_with_the_task_id(self, harness: Harness,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,10 @@ class FakeService:
         self.queries: list[str] = []
         self.downloads: list[str] = []
 
-    async def upload(self, source: Path, options: CreateOptions, *, priority: int = 0) -> Upload:
+    async def upload(self, source: Path, options: CreateOptions, *, priority: int = 0,
+                     before_last: Callable[[], Awaitable[None]] | None = None) -> Upload:
+        if before_last is not None:
+            await before_last()
         self.uploads.append(source)
         return Upload(task_id=f"t{len(self.uploads)}", sha256=sha256_file(source), stamp=stamp(source))
 
