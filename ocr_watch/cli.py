@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "retry":
             cmd.add_argument("paths", nargs="*", metavar="PATH",
                              help="quarantined files, relative to the quarantine folder (default: all)")
+            cmd.add_argument("--job", metavar="NAME", default=None,
+                             help="the job whose quarantine PATHs are in (default: the only one; without "
+                                  "PATHs: every job's)")
         if name == "once":
             cmd.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                              help="stop after this long as SIGTERM does (every task recorded, resumable) "

@@ -124,7 +124,7 @@ async def serve(
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
         journal = Journal(config.state_dir / JOURNAL_FILE)
         stages.callback(journal.close)
-        metrics = metrics_mod.start(config.metrics.listen, journal.path)
+        metrics = metrics_mod.start(config.metrics.listen, journal.path, tuple(job.name for job in config.jobs))
         if metrics is not None:
             stages.callback(metrics.stop)
         recorder = metrics or NULL

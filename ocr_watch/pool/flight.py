@@ -69,6 +69,6 @@ class Flight:
         row = self._journal.get(row_id)
         if ended is not None:
             took = None if row.finished_at is None else max(0.0, row.finished_at - row.first_seen)
-            self._recorder.file_finished(ended, took)
+            self._recorder.file_finished(ended, took, row.job)
         if self._on_released is not None:
             self._on_released(row, ended)

@@ -6,17 +6,20 @@ from __future__ import annotations
 import ast
 import json
 import os
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from ocr_watch.emulator import Emulator
-from ocr_watch.testing import EMU_KEY, Daemon, png_bytes, wait_for
+from ocr_watch.testing import EMU_KEY, Daemon, free_port, png_bytes, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -237,3 +240,44 @@ def test_several_formats_two_outputs_two_credits_and_a_retry_pays_only_for_the_o
         ("done", f"{outbox}/a.pdf\n{outbox}/a.txt"), ("done", f"{outbox}/b.pdf\n{outbox}/b.txt"),
         ("quarantined", f"{outbox}/b.pdf")], "one hook a file, when its last format ended"
     assert "txt" in next(t for t in told if t["OCRW_EVENT"] == "quarantined")["OCRW_REASON"]
+
+
+def test_status_metrics_and_retry_know_the_job(
+    tmp_path: Path, emulator: Emulator, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    """`status --json` breaks the files down by job, /metrics labels them with it, and
+    `retry --job` moves one job's failures back into that job's inbox."""
+    port = free_port()
+    config = write_jobs(tmp_path, emulator.base_url, {"alpha": {}, "beta": {}},
+                        metrics={"listen": f"127.0.0.1:{port}"})
+    daemon = daemon_factory(config).start()
+    daemon.wait_event("watching", count=2)
+    drop(tmp_path / "alpha" / "inbox" / "a.png", png_bytes(1))
+    drop(tmp_path / "beta" / "inbox" / "b__state_-5__.png", png_bytes(2))
+    wait_for(lambda: files(tmp_path / "alpha" / "archive") == ["a.png"]
+             and "b__state_-5__.png" in files(tmp_path / "beta" / "quarantine"), 20, what="both ended")
+    daemon.wait_event("file_quarantined")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    finished = {(s.labels["job"], s.labels["outcome"]): s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name == "ocr_watch_files_total"}
+    assert finished == {("alpha", "done"): 1, ("alpha", "quarantined"): 0,
+                        ("beta", "done"): 0, ("beta", "quarantined"): 1}
+    assert daemon.terminate() == 0
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ocr_watch", *args, "--config", str(config)],
+                              capture_output=True, text=True, timeout=30)
+
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["jobs"]["alpha"]["counts"]["done"] == 1 and status["jobs"]["alpha"]["in_quarantine"] == 0
+    assert status["jobs"]["beta"]["counts"]["quarantined"] == 1 and status["jobs"]["beta"]["in_quarantine"] == 1
+    assert [(q["job"], q["path"]) for q in status["quarantined"]] == [("beta", "b__state_-5__.png")]
+    assert "job beta: 1 quarantined; 1 in quarantine" in cli("status").stdout
+    refused = cli("retry", "b__state_-5__.png")
+    assert refused.returncode == 2 and "--job" in refused.stderr
+    assert cli("retry", "--job", "gamma").returncode == 2
+    retried = cli("retry", "--job", "beta", "b__state_-5__.png")
+    assert retried.returncode == 0, retried.stderr
+    assert files(tmp_path / "beta" / "inbox") == ["b__state_-5__.png"]
+    assert files(tmp_path / "alpha" / "inbox") == []
