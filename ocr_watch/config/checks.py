@@ -14,10 +14,13 @@ from urllib.parse import urlsplit
 
 from .schema import Check, Reader, Secret, type_name
 
-__all__ = ["API_KEY_ENV", "KNOWN_LANGUAGES", "Listen", "choice", "folder", "integer", "language",
+__all__ = ["API_KEY_CREDENTIAL", "API_KEY_ENV", "KNOWN_LANGUAGES", "Listen", "choice", "folder", "integer", "language",
            "listen", "listen_text", "number", "password", "read_key", "url"]
 
 API_KEY_ENV = "PICWISH_API_KEY"
+# A systemd credential (`LoadCredential=picwish-api-key:/etc/...`), read from the folder
+# systemd names in CREDENTIALS_DIRECTORY; used only when none of the three above is set.
+API_KEY_CREDENTIAL = "picwish-api-key"
 MAX_LANGUAGES = 10
 MAX_PASSWORD_CHARS = 32
 # Names from the vendor documentation and from real clients (see shared reference).
@@ -124,6 +127,15 @@ def url(*, allow_query: bool, userinfo_hint: str, secret: str, strip_slash: bool
     return check
 
 
+def _credential(env: Mapping[str, str]) -> Path | None:
+    """The credential file systemd provides, if it exists (CREDENTIALS_DIRECTORY is absolute)."""
+    folder = env.get("CREDENTIALS_DIRECTORY", "")
+    if not folder.startswith("/"):
+        return None
+    path = Path(folder) / API_KEY_CREDENTIAL
+    return path if path.is_file() else None
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -210,7 +222,8 @@ def password(r: Reader, key: str, value: Any) -> Secret | None:
 
 
 def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | None:
-    """The API key from exactly one of ``<dotted>``, ``<dotted>_file`` or API_KEY_ENV."""
+    """The API key from exactly one of ``<dotted>``, ``<dotted>_file`` or API_KEY_ENV; with
+    none of them, from the systemd credential API_KEY_CREDENTIAL if there is one."""
     name = dotted.rsplit(".", 1)[-1]
     file_key = f"{dotted}_file"
     sources = []
@@ -220,8 +233,12 @@ def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | Non
         sources.append(file_key)
     if r.env.get(API_KEY_ENV):
         sources.append(API_KEY_ENV)
+    credential = _credential(r.env)
+    if not sources and credential is not None:
+        sources.append(f"credential {API_KEY_CREDENTIAL}")
     if not sources:
-        r.problem(dotted, f"no API key: set {dotted}, {file_key} or {API_KEY_ENV}")
+        r.problem(dotted, f"no API key: set {dotted}, {file_key} or {API_KEY_ENV}, or give the service the "
+                          f"systemd credential {API_KEY_CREDENTIAL} (LoadCredential={API_KEY_CREDENTIAL}:FILE)")
         return None
     if len(sources) > 1:
         r.problem(dotted, f"more than one API key source ({', '.join(sources)}); keep exactly one")
@@ -244,8 +261,16 @@ def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | Non
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
             r.problem(file_key, f"cannot read {key_file}: {reason}")
             return None
-    else:
+    elif source == API_KEY_ENV:
         value = r.env[API_KEY_ENV].strip()
+    else:
+        assert credential is not None
+        try:
+            value = credential.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            r.problem(dotted, f"cannot read the credential {credential}: {reason}")
+            return None
 
     if not value:
         r.problem(source, "the API key is empty")
