@@ -275,9 +275,9 @@ class NotifyReceiver:
 
     def wait(self, key: str, value: str | None = None, timeout: float = 20.0, count: int = 1) -> float:
         """When the `count`-th `key=value` line (any value if None) arrived."""
-        def arrived() -> float | None:
+        def arrived() -> float:
             times = [t for t, v in self.values(key) if value is None or v == value]
-            return times[count - 1] if len(times) >= count else None
+            return times[count - 1] if len(times) >= count else 0.0  # 0.0: not yet (a time never is)
         return wait_for(arrived, timeout, what=f"notification {key}={value or '*'} x{count}")
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -41,7 +42,7 @@ def test_a_lowered_rate_spaces_the_next_grants_at_it() -> None:
         for _ in range(3):
             await bucket.acquire()
             times.append(time.monotonic())
-        return [b - a for a, b in zip(times, times[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     assert all(gap >= 0.09 for gap in asyncio.run(scenario()))
 
