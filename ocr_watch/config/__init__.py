@@ -14,6 +14,7 @@ is about the folders on disk. Leaf package: imports nothing else of ours.
 
 from .checks import KNOWN_LANGUAGES, Listen, listen_text
 from .describe import describe
+from .diff import changed_keys, keep_keys
 from .folders import OWNER_FILE, default_state_dir, plan_folders, prepare_folders, read_owner
 from .load import load_config
 from .schema import ConfigError, Secret
@@ -44,8 +45,10 @@ __all__ = [
     "RetrySection",
     "Secret",
     "WatchSection",
+    "changed_keys",
     "default_state_dir",
     "describe",
+    "keep_keys",
     "listen_text",
     "load_config",
     "plan_folders",
