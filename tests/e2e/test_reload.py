@@ -110,3 +110,17 @@ def test_a_broken_file_changes_nothing_and_the_daemon_goes_on(
     fixed = hup(daemon, 2)
     assert fixed["event"] == "config_reloaded" and fixed["applied"] == []
     assert daemon.terminate() == 0
+
+
+def test_a_shorter_poll_interval_takes_effect_at_once(
+        workspace: Workspace, daemon_factory: Callable[[Path], Daemon]) -> None:
+    """Polling every 60 s, reloaded to 0.2 s: a file dropped next is taken within seconds (the
+    polling observer is restarted with the new interval, and the inbox scanned)."""
+    slow = {"mode": "polling", "poll_interval_seconds": 60, "settle_seconds": 0.2, "rescan_seconds": 0}
+    daemon = daemon_factory(workspace.write_config(watch=slow)).start()
+    daemon.wait_event("watching")
+    workspace.write_config(watch={**slow, "poll_interval_seconds": 0.2})
+    assert hup(daemon, 1)["applied"] == ["watch.poll_interval_seconds"]
+    workspace.drop("polled.png", png_bytes(3))
+    wait_for(lambda: (workspace.outbox / "polled.txt").exists(), 10, what="the file, polled at the new interval")
+    assert daemon.terminate() == 0

@@ -102,3 +102,22 @@ def test_a_journal_stream_that_is_not_stderr_adds_nothing(
     daemon.wait_event("watching")
     assert daemon.terminate() == 0
     assert all(e["event"] != "unparsed" for e in daemon.events())
+
+
+def test_a_refusal_to_start_is_an_error_on_the_journal(tmp_path: Path) -> None:
+    """A bad config, stderr being the journal: the config_error line starts with `<3>`."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("folders: {inbox: in, outbox: out, quarantine: q}\npool: {max_in_flight: many}\n")
+    with (tmp_path / "stderr").open("w+") as err:
+        st = os.fstat(err.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", "PICWISH_API_KEY": "k" * 20}
+        code = subprocess.run([sys.executable, "-m", "ocr_watch", "run", "--config", str(config)], stderr=err,
+                              env=env, timeout=30).returncode
+        err.seek(0)
+        rows = err.read().splitlines()
+    assert code == 2
+    assert rows and all(row.startswith("<3>{") for row in rows), rows
+    assert json.loads(rows[0][3:])["event"] == "config_error"
