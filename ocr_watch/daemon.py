@@ -147,6 +147,10 @@ async def serve(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop_because, "signal")
                 stages.callback(loop.remove_signal_handler, sig)
+        early_hup = asyncio.Event()  # a SIGHUP while starting: reload once ready, never die of it
+        if handle_signals and not once:
+            loop.add_signal_handler(signal.SIGHUP, early_hup.set)
+            stages.callback(loop.remove_signal_handler, signal.SIGHUP)
         if timeout_s is not None:
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
         journal = Journal(config.state_dir / "journal.sqlite3")
@@ -233,8 +237,11 @@ async def serve(
         if handle_signals and not once:
             reloader = Reloader(config, apply, notifier)
             loop.add_signal_handler(signal.SIGHUP, reloader.spawn)
+            if early_hup.is_set():
+                reloader.spawn()
             stages.push_async_callback(reloader.aclose)
-            stages.callback(loop.remove_signal_handler, signal.SIGHUP)
+            # While stopping, a SIGHUP starts no reload (and does not kill us either).
+            stages.callback(loop.add_signal_handler, signal.SIGHUP, lambda: None)
         status = StatusReporter(notifier)
         stages.callback(status.close)
         notifier.ready(_status_line(snapshot(), admission.waiting, pool.stats.queued))

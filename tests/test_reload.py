@@ -125,3 +125,54 @@ class TestReloader:
         assert restart["keys"] == ["folders.quarantine"] and restart["log_level"] == "warning"
         assert [e["event"] for e in logged][-1] == "config_reloaded"
         assert notified[-1] == "READY=1"
+
+
+def test_a_sighup_while_starting_is_a_reload_once_ready_not_a_death(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ocr-watch run` in this process; SIGHUP arrives while it starts (before the reloader
+    exists): it does not kill it, and the reload happens once it is ready."""
+    import logging
+    import os
+    import signal
+    import threading
+
+    from ocr_watch import cli, daemon
+    from ocr_watch.emulator import Emulator, EmulatorSettings
+    from ocr_watch.logs import StdlibHandler
+    from ocr_watch.testing import EMU_KEY, wait_for
+
+    load = daemon.PlannerMemory.load
+
+    def load_then_hup(self: daemon.PlannerMemory) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)  # while starting: the journal open, nothing resumed yet
+        load(self)
+
+    monkeypatch.setattr(daemon.PlannerMemory, "load", load_then_hup)
+    (tmp_path / "inbox").mkdir()
+    config = tmp_path / "config.yaml"
+    with Emulator(EmulatorSettings(api_keys=(EMU_KEY,))) as emulator:
+        config.write_text(yaml.safe_dump({
+            "folders": {"inbox": "inbox", "outbox": "outbox", "quarantine": "quarantine"},
+            "api": {"base_url": emulator.base_url, "key": EMU_KEY}, "watch": {"rescan_seconds": 0}}))
+        seen: list[str] = []
+
+        def stop_when_reloaded() -> None:
+            wait_for(lambda: seen.append(capsys.readouterr().err) or '"config_reloaded"' in "".join(seen), 30,
+                     what="the reload")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        stopper = threading.Thread(target=stop_when_reloaded)
+        stopper.start()
+        try:
+            code = cli.main(["run", "--config", str(config)])
+        finally:
+            stopper.join(30)
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
+                root.removeHandler(handler)
+            root.setLevel(logging.WARNING)
+            threading.excepthook = threading.__excepthook__
+            structlog.reset_defaults()
+    err = "".join(seen) + capsys.readouterr().err
+    assert code == 0
+    assert err.index('"watching"') < err.index('"config_reloaded"') < err.index('"stopped"')
