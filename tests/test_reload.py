@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def test_a_bad_file_raises_the_problems_check_config_prints(running: cfgmod.Conf
 
 
 class TestReloader:
-    def run_reload(self, running: cfgmod.Config) -> tuple[list[Any], list[str], list[dict[str, Any]]]:
+    def run_reload(self, running: cfgmod.Config) -> tuple[list[Any], list[str], list[MutableMapping[str, Any]]]:
         receiver = NotifyReceiver(f"@ocr-watch-test-{secrets.token_hex(6)}")
         applied: list[Any] = []
 
@@ -136,18 +137,19 @@ def test_a_sighup_while_starting_is_a_reload_once_ready_not_a_death(
     import signal
     import threading
 
-    from ocr_watch import cli, daemon
+    from ocr_watch import cli
     from ocr_watch.emulator import Emulator, EmulatorSettings
     from ocr_watch.logs import StdlibHandler
+    from ocr_watch.pool.memory import PlannerMemory
     from ocr_watch.testing import EMU_KEY, wait_for
 
-    load = daemon.PlannerMemory.load
+    load = PlannerMemory.load
 
-    def load_then_hup(self: daemon.PlannerMemory) -> None:
+    def load_then_hup(self: PlannerMemory) -> None:
         os.kill(os.getpid(), signal.SIGHUP)  # while starting: the journal open, nothing resumed yet
         load(self)
 
-    monkeypatch.setattr(daemon.PlannerMemory, "load", load_then_hup)
+    monkeypatch.setattr(PlannerMemory, "load", load_then_hup)
     (tmp_path / "inbox").mkdir()
     config = tmp_path / "config.yaml"
     with Emulator(EmulatorSettings(api_keys=(EMU_KEY,))) as emulator:
@@ -156,9 +158,12 @@ def test_a_sighup_while_starting_is_a_reload_once_ready_not_a_death(
             "api": {"base_url": emulator.base_url, "key": EMU_KEY}, "watch": {"rescan_seconds": 0}}))
         seen: list[str] = []
 
+        def reloaded() -> bool:
+            seen.append(capsys.readouterr().err)
+            return '"config_reloaded"' in "".join(seen)
+
         def stop_when_reloaded() -> None:
-            wait_for(lambda: seen.append(capsys.readouterr().err) or '"config_reloaded"' in "".join(seen), 30,
-                     what="the reload")
+            wait_for(reloaded, 30, what="the reload")
             os.kill(os.getpid(), signal.SIGTERM)
 
         stopper = threading.Thread(target=stop_when_reloaded)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 from importlib import metadata
@@ -25,7 +26,7 @@ def test_without_metadata_the_package_version(monkeypatch: pytest.MonkeyPatch) -
     def missing(name: str) -> str:
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(version_module.metadata, "version", missing)
+    monkeypatch.setattr(importlib.metadata, "version", missing)
     assert version_module.version() == ocr_watch.__version__
 
 

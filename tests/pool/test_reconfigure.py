@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocr_watch.api import CreateOptions
+from ocr_watch.choices import OnSuccess
 from ocr_watch.emulator import Emulator
 from ocr_watch.pool import Pool, PoolSettings
 from ocr_watch.testing import png_bytes
@@ -33,7 +34,7 @@ async def test_files_admitted_before_a_reload_keep_their_format_and_after_it_tak
     harness = Harness(tmp_path, emulator)
     before = harness.drop("before.png", png_bytes(1))  # admitted as txt
     new = reloaded(harness.settings, create_options=CreateOptions(format="docx", language="English"),
-                   on_success="keep")
+                   on_success=OnSuccess.KEEP)
     assert harness.settings.update(new) == ["on_success", "create_options"]
     after = harness.drop("after.png", png_bytes(2))  # admitted as docx
     assert (before.options_key, after.options_key) == ("txt|ChinesePRC,English,Digits", "docx|English")
@@ -46,7 +47,7 @@ async def test_files_admitted_before_a_reload_keep_their_format_and_after_it_tak
 
 def test_options_of_a_row_come_from_its_key_and_the_password_is_todays() -> None:
     settings = PoolSettings(
-        inbox=Path("/i"), outbox=Path("/o"), quarantine=Path("/q"), archive=Path("/a"), on_success="archive",
+        inbox=Path("/i"), outbox=Path("/o"), quarantine=Path("/q"), archive=Path("/a"), on_success=OnSuccess.ARCHIVE,
         create_options=CreateOptions(format="pdf", language="German", password="pw"), max_in_flight=1,
         queue_size=1, poll_min_interval_s=1, task_timeout_s=1, max_attempts=1, ambiguous_creates=1,
         backoff_initial_s=1, backoff_max_s=1)

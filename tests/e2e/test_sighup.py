@@ -26,8 +26,9 @@ def hup(daemon: Daemon, count: int) -> dict[str, Any]:
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
     outcomes = ("config_reloaded", "config_reload_refused")
-    return wait_for(lambda: ([e for e in daemon.events() if e.get("event") in outcomes][count - 1:] or [None])[0],
-                    30, what=f"reload #{count}")
+    found = wait_for(lambda: [e for e in daemon.events() if e.get("event") in outcomes][count - 1:], 30,
+                     what=f"reload #{count}")
+    return found[0]
 
 
 def api_times(emulator: Emulator, since: int) -> list[float]:
