@@ -244,7 +244,8 @@ async def serve(
             stages.callback(loop.add_signal_handler, signal.SIGHUP, lambda: None)
         status = StatusReporter(notifier)
         stages.callback(status.close)
-        notifier.ready(_status_line(snapshot(), admission.waiting, pool.stats.queued))
+        notifier.ready()
+        status.offer(_status_line(snapshot(), admission.waiting, pool.stats.queued))  # counts from the first
         stages.callback(notifier.stopping)  # last registered: the first thing a stop does
         stopper = asyncio.create_task(stop.wait())
         stages.callback(stopper.cancel)
