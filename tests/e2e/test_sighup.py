@@ -70,13 +70,13 @@ def test_a_new_rate_limit_changes_the_measured_request_rate(
     assert daemon.terminate() == 0
 
 
-def test_a_new_format_reaches_the_next_files(
+def test_a_new_format_and_log_level_reach_the_next_files(
         workspace: Workspace, daemon_factory: Callable[[Path], Daemon], emulator: Emulator) -> None:
     daemon = daemon_factory(workspace.write_config()).start()
     daemon.wait_event("watching")
     drop_and_finish(workspace, ["first"], 0)
-    workspace.write_config(ocr={"format": "docx"}, on_success="keep")
-    assert set(hup(daemon, 1)["applied"]) == {"ocr.format", "on_success"}
+    workspace.write_config(ocr={"format": "docx"}, on_success="keep", log_level="debug")
+    assert set(hup(daemon, 1)["applied"]) == {"ocr.format", "on_success", "log_level"}
     data = png_bytes(1)
     workspace.drop("second.png", data)
     wait_for(lambda: (workspace.outbox / "second.docx").exists(), 30, what="the docx")
@@ -84,6 +84,8 @@ def test_a_new_format_reaches_the_next_files(
     wait_for(lambda: daemon.wait_event("file_done", count=2), 30)
     assert (workspace.inbox / "second.png").exists()  # kept in place, as on_success now says
     assert sorted(t["format"] for t in emulator.tasks()) == ["docx", "txt"]
+    # The log level too: debug lines for the second file only.
+    assert [e["file"] for e in daemon.events() if e.get("event") == "file_hashed"] == ["second.png"]
     assert daemon.terminate() == 0
 
 
