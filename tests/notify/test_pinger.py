@@ -77,7 +77,7 @@ def test_a_blocked_loop_stops_the_pings_until_it_answers_again(
         pinger.stop()
     during = [t for t in pings(receiver) if span["start"] + INTERVAL_S * 1.5 < t < span["end"]]
     assert during == [], "pinged while the loop was blocked"
-    assert pinger.withheld >= 5
+    assert pinger.withheld >= 3
     assert any(e["event"] == "watchdog_withheld" and "loop" in e["reason"] for e in logged)
     assert any(e["event"] == "watchdog_resumed" for e in logged)
 
