@@ -3,6 +3,7 @@
     python bench/capacity.py                 # 2,000 small files
     python bench/capacity.py --files 50      # smoke
     python bench/capacity.py --callbacks     # the emulator POSTs each task's news to the daemon
+    python bench/capacity.py --metrics       # metrics.listen set: what the recorder costs a file
 
 Emulator instant (processing 0) and unlimited (--rps 0), in its own process. The daemon is
 started on an empty inbox; once it is watching, the files (made beforehand in a staging
@@ -56,9 +57,11 @@ def main() -> int:
     parser.add_argument("--keep-log", help="copy the daemon's log here")
     parser.add_argument("--callbacks", action="store_true",
                         help="set callback.url: tasks are settled by the emulator's POSTs, not by queries")
+    parser.add_argument("--metrics", action="store_true",
+                        help="set metrics.listen (a free loopback port): the recorder's cost is in the daemon's CPU")
     args = parser.parse_args()
 
-    mode = ", callbacks" if args.callbacks else ""
+    mode = (", callbacks" if args.callbacks else "") + (", metrics on" if args.metrics else "")
     report = Report(f"Pipeline capacity: {args.files} small files, emulator instant and unlimited{mode}")
     emu = EmulatorProc(rps=0, processing_seconds=0)
     ws = Workspace(prefix="bench-capacity-")
@@ -71,6 +74,7 @@ def main() -> int:
             watch={"mode": "native", "settle_seconds": 0.2},
             log_level=args.log_level,
             **({"callback": callback_section()} if args.callbacks else {}),
+            **({"metrics": {"listen": "127.0.0.1:0"}} if args.metrics else {}),
         )
         staged = []
         for i in range(args.files):

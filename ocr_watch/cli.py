@@ -51,9 +51,16 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "watch the inbox and process files until stopped (what systemd runs)"),
         ("once", "process what is in the inbox now, wait for every file, then exit"),
         ("check-config", "validate the configuration and print it with the key masked"),
+        ("status", "show what the daemon is doing (running or not; never disturbs it)"),
+        ("retry", "move quarantined files back into the inbox, to be processed again"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", required=True, type=Path, help="the YAML configuration file")
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "retry":
+            cmd.add_argument("paths", nargs="*", metavar="PATH",
+                             help="quarantined files, relative to the quarantine folder (default: all)")
         if name == "once":
             cmd.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                              help="stop after this long as SIGTERM does (every task recorded, resumable) "
@@ -63,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     emulator = sub.add_parser("emulator", help="serve a local emulator of the PicWish OCR API",
                               description="Serve a local emulator of the PicWish OCR API on loopback.")
     emulator_arguments(emulator)
+    from ocr_watch.demo import add_arguments as demo_arguments
+
+    demo = sub.add_parser("demo", help="try it with no key and no network: the emulator and the daemon on a folder",
+                          description="Start the built-in emulator on loopback and the daemon on a demo folder, "
+                                      "until Ctrl-C.")
+    demo_arguments(demo)
     return parser
 
 
@@ -124,12 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ocr_watch.emulator.cli import run as run_emulator
 
         return run_emulator(args)
-    # check-config is read-only: it names the folders run would create, and creates none.
-    config = _load(args.config, create_folders=args.command != "check-config")
+    if args.command == "demo":
+        from ocr_watch.demo import run as run_demo
+
+        return run_demo(args)
+    # check-config, status and retry create no folder: only run and once do.
+    config = _load(args.config, create_folders=args.command in ("run", "once"))
     if config is None:
         return EXIT_CONFIG
     if args.command == "check-config":
         return _check_config(config)
+    if args.command in ("status", "retry"):
+        from ocr_watch.admin.commands import run_admin
+
+        return run_admin(args.command, config, args)
     from ocr_watch import daemon
 
     out = logs.configure(config.log_level, secrets=daemon.secrets(config))

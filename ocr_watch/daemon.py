@@ -31,9 +31,12 @@ import structlog
 
 from ocr_watch import config as cfgmod
 from ocr_watch import logs
+from ocr_watch import metrics as metrics_mod
 from ocr_watch.admission import Admission
 from ocr_watch.api import CreateOptions, PicWishClient
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
+from ocr_watch.balance import BalanceWatch
+from ocr_watch.config.folders import JOURNAL_FILE
 from ocr_watch.fsops import remove_stale_temps
 from ocr_watch.intake.source import ignore_lease_breaks
 from ocr_watch.journal import Journal
@@ -41,6 +44,7 @@ from ocr_watch.notify import Notifier, StatusReporter, WatchdogPinger, watchdog_
 from ocr_watch.pool import PollPlanner, Pool, PoolSettings
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY
 from ocr_watch.pool.memory import PlannerMemory
+from ocr_watch.recorder import NULL
 from ocr_watch.reload import Reloader
 from ocr_watch.version import version
 from ocr_watch.watch import InboxWatcher, keep_watching
@@ -153,19 +157,25 @@ async def serve(
             stages.callback(loop.remove_signal_handler, signal.SIGHUP)
         if timeout_s is not None:
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
-        journal = Journal(config.state_dir / "journal.sqlite3")
+        journal = Journal(config.state_dir / JOURNAL_FILE)
         stages.callback(journal.close)
+        metrics = metrics_mod.start(config.metrics.listen, journal.path)
+        if metrics is not None:
+            stages.callback(metrics.stop)
+        recorder = metrics or NULL
         client = PicWishClient(config.api.base_url, config.api.key.reveal(),
                                requests_per_second=config.api.requests_per_second,
                                answer_timeout_s=config.api.answer_timeout_seconds,
-                               download_min_bps=config.api.download_min_bytes_per_second)
+                               download_min_bps=config.api.download_min_bytes_per_second, recorder=recorder)
         stages.push_async_callback(client.aclose)
         planner = PollPlanner(min_interval_s=settings.poll_min_interval_s,
                               max_interval_s=settings.poll_max_interval_s)
         activity = asyncio.Event()
         # A newer version of a file seen while its row was in flight is admitted when it leaves.
         pool = Pool(journal, client, settings, planner=planner, on_change=activity.set,
-                    on_released=lambda rel: admission.released(rel))
+                    on_released=lambda rel: admission.released(rel), recorder=recorder)
+        if metrics is not None:
+            metrics.watch_account(lambda: pool.account_problem is not None)
         admission = Admission(config.folders.inbox, journal, pool.enqueue, settings.options_key,
                               settle_s=config.watch.settle_seconds, activity=activity)
 
@@ -198,6 +208,8 @@ async def serve(
             asyncio.create_task(pool.run(), name="pool"),
             asyncio.create_task(admission.run(), name="admission"),
             asyncio.create_task(memory.keep(), name="planner-memory"),
+            asyncio.create_task(BalanceWatch(client.credits_left, journal, recorder=recorder,
+                                             low_warning=config.account.low_credits_warning).keep(), name="balance"),
         ]
         stages.push_async_callback(_stop_stages, pool, tasks)
         if callback is not None:

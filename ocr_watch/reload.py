@@ -17,7 +17,6 @@ row; see pool/settings.py). systemd is told `RELOADING=1` (with `MONOTONIC_USEC`
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ __all__ = ["LIVE_KEYS", "ReloadPlan", "Reloader", "plan_reload"]
 
 log = structlog.get_logger("ocr_watch.reload")
 
+# The keys a reload applies, as named within a job (a job's) or at the top level.
 LIVE_KEYS = frozenset({
     "log_level", "on_success",
     "api.requests_per_second",
@@ -43,25 +43,25 @@ LIVE_KEYS = frozenset({
 class ReloadPlan:
     """What a reload does: the configuration to run with, and the changed keys by fate."""
 
-    config: cfgmod.Config  # the new file's values for the applied keys, the running ones for the rest
+    config: cfgmod.Config  # the running one with the new file's values for the applied keys
     applied: list[str]
     needs_restart: list[str]
 
 
 def plan_reload(running: cfgmod.Config) -> ReloadPlan:
-    """Read `running.path` again; ConfigError with check-config's lines if it cannot be used.
+    """Read `running.path` again; ConfigError with check-config's lines if it cannot be used,
+    or with what `run` would refuse at start (several formats, say).
 
     Blocking (reads the file, looks at the folders): call it in a thread.
     """
     new = cfgmod.load_config(running.path)
     cfgmod.plan_folders(new)  # what check-config reports about the folders, read-only
-    changed = cfgmod.changed_keys(running, new)
-    applied = [key for key in changed if key in LIVE_KEYS]
-    needs_restart = [key for key in changed if key not in LIVE_KEYS]
-    effective = cfgmod.keep_keys(new, running, needs_restart)
-    effective = dataclasses.replace(effective, state_dir_legacy=running.state_dir_legacy)
+    changes = cfgmod.changed(running, new)
+    live = [change for change in changes if change.local in LIVE_KEYS]
+    effective = cfgmod.take(running, new, live)
+    effective.folders, effective.ocr.format  # noqa: B018 - what run refuses at start raises ConfigError here
     cfgmod.prepare_folders(effective)  # on_success now archive: its folder is made, as at start
-    return ReloadPlan(effective, applied, needs_restart)
+    return ReloadPlan(effective, [c.key for c in live], [c.key for c in changes if c.local not in LIVE_KEYS])
 
 
 class Reloader:

@@ -34,7 +34,7 @@ import structlog
 from ocr_watch.config import OWNER_FILE, ConfigError, read_owner
 from ocr_watch.fsops import atomic_write_bytes
 
-__all__ = ["LOCK_FILE", "Busy", "RunLock", "acquire", "claim_state_dir"]
+__all__ = ["LOCK_FILE", "Busy", "RunLock", "acquire", "claim_state_dir", "holder"]
 
 log = structlog.get_logger("ocr_watch.runlock")
 
@@ -132,6 +132,44 @@ def claim_state_dir(state_dir: Path, inbox: Path) -> None:
     except OSError as exc:
         raise ConfigError([f"state_dir: cannot write {state_dir / OWNER_FILE}: {exc.strerror or exc}"]) from None
     log.info("state_dir_claimed", state_dir=str(state_dir), inbox=str(inbox))
+
+
+def holder(state_dir: Path) -> int | None:
+    """The pid of the ocr-watch holding ``state_dir``'s lock, or None: for `status`, which must
+    see a running daemon without ever taking (or waiting for) its lock.
+
+    Read-only: the lock file is opened for reading, never created, and no lock is asked for
+    (a probe with ``LOCK_SH | LOCK_NB`` would, for its instant, make the daemon's own
+    ``LOCK_EX | LOCK_NB`` fail as "busy"). The holder comes from ``/proc/locks``; where that
+    cannot be read, the pid the holder wrote into the file counts if that process is alive
+    and is an ocr-watch.
+    """
+    try:
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: never run here (or unreadable: cannot tell)
+    try:
+        if os.path.exists("/proc/locks"):
+            return _holder_pid(fd)
+        pid = _pid_in(fd)
+    finally:
+        os.close(fd)
+    return pid if pid is not None and _is_ocr_watch(pid) else None
+
+
+def _is_ocr_watch(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return True  # alive, and no way to tell what it is
+    return b"ocr_watch" in cmdline or b"ocr-watch" in cmdline
 
 
 def _open(key: str, path: Path, flags: int) -> int:

@@ -48,7 +48,7 @@ def running(tmp_path: Path) -> cfgmod.Config:
 def test_changed_keys_by_dotted_name_in_declared_order(running: cfgmod.Config, tmp_path: Path) -> None:
     other = cfgmod.load_config(write(tmp_path / "c.yaml", ocr__format="docx", folders__outbox="out2",
                                      api__key="another-key-entirely", log_level="debug"), env={})
-    assert cfgmod.changed_keys(running, other) == ["folders.outbox", "api.key", "ocr.format", "log_level"]
+    assert cfgmod.changed_keys(running, other) == ["folders.outbox", "ocr.format", "api.key", "log_level"]
     assert cfgmod.changed_keys(running, running) == []
 
 
@@ -181,3 +181,41 @@ def test_a_sighup_while_starting_is_a_reload_once_ready_not_a_death(
     err = "".join(seen) + capsys.readouterr().err
     assert code == 0
     assert err.index('"watching"') < err.index('"config_reloaded"') < err.index('"stopped"')
+
+
+class TestJobs:
+    """With `jobs:` (one job: what this daemon serves), a job's keys are named with its name."""
+
+    def write_jobs(self, path: Path, jobs: dict[str, Any]) -> Path:
+        path.write_text(yaml.safe_dump({"api": BASE["api"], "jobs": jobs}))
+        return path
+
+    def job(self, name: str, **ocr: Any) -> dict[str, Any]:
+        return {"folders": {"inbox": f"{name}-in", "outbox": f"{name}-out", "quarantine": f"{name}-q"},
+                "ocr": ocr or {"format": "txt"}}
+
+    @pytest.fixture
+    def running_job(self, tmp_path: Path) -> cfgmod.Config:
+        config = cfgmod.load_config(self.write_jobs(tmp_path / "j.yaml", {"scans": self.job("scans")}), env={})
+        cfgmod.prepare_folders(config)
+        return config
+
+    def test_a_jobs_options_are_applied_under_its_name(self, running_job: cfgmod.Config, tmp_path: Path) -> None:
+        self.write_jobs(tmp_path / "j.yaml", {"scans": self.job("scans", format="pdf", language="German")})
+        plan = plan_reload(running_job)
+        assert plan.applied == ["jobs.scans.ocr.format", "jobs.scans.ocr.language"] and plan.needs_restart == []
+        assert (plan.config.ocr.format, plan.config.ocr.language) == ("pdf", "German")
+
+    def test_another_job_needs_a_restart_and_is_not_taken(self, running_job: cfgmod.Config, tmp_path: Path) -> None:
+        self.write_jobs(tmp_path / "j.yaml", {"scans": self.job("scans", format="docx"),
+                                              "more": self.job("more")})
+        plan = plan_reload(running_job)
+        assert plan.applied == [] and plan.needs_restart == ["jobs"]
+        assert [job.name for job in plan.config.jobs] == ["scans"] and plan.config.ocr.format == "txt"
+
+    def test_what_run_refuses_at_start_a_reload_refuses(self, running_job: cfgmod.Config, tmp_path: Path) -> None:
+        """Several formats are read but not yet served: refused, naming ocr.format, as at start."""
+        self.write_jobs(tmp_path / "j.yaml", {"scans": self.job("scans", format=["txt", "pdf"])})
+        with pytest.raises(cfgmod.ConfigError) as refused:
+            plan_reload(running_job)
+        assert refused.value.problems[0].startswith("ocr.format:")

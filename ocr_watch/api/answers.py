@@ -20,10 +20,20 @@ from .errors import (
 )
 from .models import Task, describe_state
 
-__all__ = ["Kind", "decode", "parse_retry_after", "raise_for_download_status", "raise_for_status",
-           "raise_for_task_state", "raise_transport", "safe_url", "service_message"]
+__all__ = [
+    "Kind",
+    "decode",
+    "parse_retry_after",
+    "raise_for_download_status",
+    "raise_for_status",
+    "raise_for_task_state",
+    "raise_transport",
+    "read_credits",
+    "safe_url",
+    "service_message",
+]
 
-Kind = Literal["create", "query", "download"]
+Kind = Literal["create", "query", "download", "credits"]
 
 _MAX_MESSAGE_CHARS = 300
 _CREDIT_WORDS = ("credit", "balance", "quota", "insufficient", "recharge")
@@ -162,3 +172,17 @@ def _has_request(exc: httpx.HTTPError) -> bool:
         return exc.request is not None  # a property that raises when the error has no request
     except RuntimeError:
         return False
+
+
+def read_credits(body: dict[str, Any]) -> int | None:
+    """The credits left from an answer of ``GET /api/customers/package-credits``; None when
+    it cannot be read. Its shape is undocumented (the route is seen in public client code):
+    *assumed* ``{"status": 200, "data": {"balance": N}}``, or ``"data": N``; anything else,
+    a negative number or a bool is unknown, never an error."""
+    data = body.get("data")
+    value = data.get("balance") if isinstance(data, dict) else data
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value < 0 or value != int(value):
+        return None
+    return int(value)

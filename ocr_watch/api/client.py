@@ -28,6 +28,7 @@ import httpx
 from ocr_watch.fsops import AtomicFile
 from ocr_watch.intake.identity import FileStamp
 from ocr_watch.intake.source import SentReader
+from ocr_watch.recorder import NULL, Recorder
 
 from .answers import (
     Kind,
@@ -37,6 +38,7 @@ from .answers import (
     raise_for_status,
     raise_for_task_state,
     raise_transport,
+    read_credits,
     safe_url,
 )
 from .body import Coalesced, close_upload
@@ -59,6 +61,8 @@ DEFAULT_DOWNLOAD_MIN_BPS = 16 * 1024.0  # a result download slower than this on 
 DOWNLOAD_GRACE_S = 30.0  # ...once this much time has passed (a slow start is not a stall)
 
 _TASKS_PATH = "/api/tasks/document/ocr"
+# The account's balance: seen in public client code, not in the OCR reference (answers.read_credits).
+_CREDITS_PATH = "/api/customers/package-credits"
 _CHUNK_BYTES = 1024 * 1024
 
 
@@ -91,10 +95,13 @@ class PicWishClient:
         max_rate_limit_retries: int = 20,
         answer_timeout_s: float = DEFAULT_ANSWER_TIMEOUT_S,
         download_min_bps: float = DEFAULT_DOWNLOAD_MIN_BPS,
+        recorder: Recorder = NULL,
     ) -> None:
+        """`recorder`: told of every request's answer (its HTTP status), for the metrics."""
         if not api_key:
             raise ValueError("api_key must not be empty")
         self.answer_timeout_s = answer_timeout_s
+        self._recorder = recorder
         self.download_min_bps = download_min_bps
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -229,6 +236,16 @@ class PicWishClient:
         task = Task.from_data(data, task_id=task_id, message=message if isinstance(message, str) else "")
         return dataclasses.replace(task, sent_at=sent_at)
 
+    async def credits_left(self) -> int | None:
+        """The credits left on the account, or None when the answer cannot be read. A refusal
+        or a failure raises like any call (the caller treats it as unknown)."""
+
+        def build() -> httpx.Request:
+            return self._http.build_request("GET", self._base_url + _CREDITS_PATH, headers=self._key_header())
+
+        body, _ = await self._call("credits", build, 0)
+        return read_credits(body)
+
     def _key_header(self) -> dict[str, str]:
         return {"X-API-KEY": self._api_key}
 
@@ -245,8 +262,12 @@ class PicWishClient:
             request: httpx.Request = build()
             try:
                 response = await self._send(kind, request)
+            except BaseException:
+                self._recorder.api_request(kind, "error")  # no answer: a transport error or a stop
+                raise
             finally:
                 close_upload(request)
+            self._recorder.api_request(kind, str(response.status_code))
             body, status = decode(kind, response)
             if status == 429:
                 self._rate_limited += 1
@@ -325,10 +346,13 @@ class PicWishClient:
         written = 0
         loop = asyncio.get_running_loop()
         started = loop.time()
+        answered = False
         try:
             async with asyncio.timeout_at(started + DOWNLOAD_GRACE_S) as deadline:
                 # Redirects are safe to follow here: no key is ever attached to this request.
                 async with self._results.stream("GET", url) as response:
+                    answered = True
+                    self._recorder.api_request("download", str(response.status_code))
                     if response.status_code != 200:
                         await response.aread()
                         raise_for_download_status(response.status_code, safe_url(url))
@@ -342,11 +366,15 @@ class PicWishClient:
                 encoded = response.headers.get("Content-Encoding", "identity") != "identity"
                 received = response.num_bytes_downloaded if encoded else written
         except TimeoutError:
+            if not answered:
+                self._recorder.api_request("download", "error")
             raise ServerError(
                 f"the result download from {safe_url(url)} was slower than "
                 f"{self.download_min_bps:g} bytes/s (api.download_min_bytes_per_second): "
                 f"{written} bytes in {loop.time() - started:.0f} s", ambiguous=False) from None
         except httpx.HTTPError as exc:
+            if not answered:
+                self._recorder.api_request("download", "error")
             raise_transport("download", exc)
         if expected is not None and expected.isdigit() and int(expected) != received:
             raise ServerError(

@@ -6,24 +6,27 @@ value must stop the daemon at start with a message naming the dotted key
 so one edit fixes the file. The API key is wrapped in :class:`Secret` as soon as it is read and
 never appears in an error, a repr or :func:`describe`.
 
-Each key is declared once, in sections.py (its default and its check); the reader
+Each key is declared once, in sections.py and job.py (its default and its check); the reader
 (load.py), the unknown-key suggestions and `describe` are derived from those definitions
-(schema.py). checks.py checks single values, rules.py what ties keys together, folders.py
-is about the folders on disk. Leaf package: imports nothing else of ours.
+(schema.py). checks.py checks single values (globs.py the rules' patterns), rules.py and
+placement.py what ties keys together, folders.py is about the folders on disk, options.py
+gives one file its job's or rule's OCR options. Leaf package: imports nothing else of ours
+but the choices.
 """
 
 from .checks import KNOWN_LANGUAGES, Listen, listen_text
 from .describe import describe
-from .diff import changed_keys, keep_keys
+from .diff import Change, changed, changed_keys, take
 from .folders import OWNER_FILE, default_state_dir, plan_folders, prepare_folders, read_owner
+from .globs import Glob
+from .job import SIMPLE_JOB, FoldersSection, HooksSection, Job, JobApiSection, OcrSection, Rule, RuleOcr
 from .load import load_config
-from .schema import ConfigError, Secret
+from .options import FileOptions, resolve_options
+from .schema import ConfigError, Secret, secrets_in
 from .sections import (
     ApiSection,
     CallbackSection,
     Config,
-    FoldersSection,
-    OcrSection,
     PollSection,
     PoolSection,
     RetrySection,
@@ -33,25 +36,37 @@ from .sections import (
 __all__ = [
     "KNOWN_LANGUAGES",
     "OWNER_FILE",
+    "SIMPLE_JOB",
     "ApiSection",
     "CallbackSection",
+    "Change",
     "Config",
     "ConfigError",
+    "FileOptions",
     "FoldersSection",
+    "Glob",
+    "HooksSection",
+    "Job",
+    "JobApiSection",
     "Listen",
     "OcrSection",
     "PollSection",
     "PoolSection",
     "RetrySection",
+    "Rule",
+    "RuleOcr",
     "Secret",
     "WatchSection",
+    "changed",
     "changed_keys",
     "default_state_dir",
     "describe",
-    "keep_keys",
     "listen_text",
     "load_config",
     "plan_folders",
     "prepare_folders",
     "read_owner",
+    "resolve_options",
+    "secrets_in",
+    "take",
 ]

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .globs import Glob, GlobError
 from .schema import Check, Reader, Secret, type_name
 
-__all__ = ["API_KEY_CREDENTIAL", "API_KEY_ENV", "KNOWN_LANGUAGES", "Listen", "choice", "folder", "integer", "language",
-           "listen", "listen_text", "number", "password", "read_key", "url"]
+__all__ = ["API_KEY_CREDENTIAL", "API_KEY_ENV", "FORMATS", "KNOWN_LANGUAGES", "Listen", "argv", "choice", "file",
+           "folder", "formats", "glob", "integer", "language", "listen", "listen_text", "number", "password",
+           "read_job_key", "read_key", "read_password", "url"]
 
 API_KEY_ENV = "PICWISH_API_KEY"
 # A systemd credential (`LoadCredential=picwish-api-key:/etc/...`), read from the folder
@@ -23,6 +26,7 @@ API_KEY_ENV = "PICWISH_API_KEY"
 API_KEY_CREDENTIAL = "picwish-api-key"
 MAX_LANGUAGES = 10
 MAX_PASSWORD_CHARS = 32
+FORMATS = ("txt", "pdf", "docx", "xlsx", "pptx")
 # Names from the vendor documentation and from real clients (see shared reference).
 KNOWN_LANGUAGES = frozenset(
     "Digits English ChinesePRC ChineseTaiwan French German Japanese Portuguese Spanish Italian "
@@ -76,8 +80,17 @@ def choice(options: tuple[str, ...], kind: Callable[[str], Any] = str) -> Check:
 
 def folder(r: Reader, key: str, value: Any) -> Path | None:
     """An absolute, resolved path; a relative one is relative to the config file's folder."""
+    return _path(r, key, value, "folder")
+
+
+def file(r: Reader, key: str, value: Any) -> Path | None:
+    """Like :func:`folder`, for a file (a key file, a password file, a hook's program)."""
+    return _path(r, key, value, "file")
+
+
+def _path(r: Reader, key: str, value: Any, what: str) -> Path | None:
     if not isinstance(value, str) or not value.strip():
-        r.problem(key, f"must be a folder path (a non-empty string), got {_show(value)}")
+        r.problem(key, f"must be a {what} path (a non-empty string), got {_show(value)}")
         return None
     try:
         path = Path(value).expanduser()
@@ -87,6 +100,57 @@ def folder(r: Reader, key: str, value: Any) -> Path | None:
     except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, unknown ~user, link loop
         r.problem(key, f"is not a usable path: {exc}")
         return None
+
+
+def formats(r: Reader, key: str, value: Any) -> tuple[str, ...] | None:
+    """One output format, or a list of them (one task, one credit each), each once."""
+    given = [value] if isinstance(value, str) else value
+    if not isinstance(given, list) or not given:
+        r.problem(key, f"must be a format or a list of formats ({' | '.join(FORMATS)}), "
+                       f"got {_show(value)}")
+        return None
+    bad = [f for f in given if not isinstance(f, str) or f not in FORMATS]
+    if bad:
+        r.problem(key, f"must be one of {' | '.join(FORMATS)}, got {', '.join(_show(f) for f in bad)}")
+        return None
+    repeated = sorted({f for f in given if given.count(f) > 1})
+    if repeated:
+        r.problem(key, f"lists {', '.join(repeated)} more than once")
+        return None
+    return tuple(given)
+
+
+def glob(r: Reader, key: str, value: Any) -> Glob | None:
+    """A pattern on the path relative to the inbox (see globs.py)."""
+    if not isinstance(value, str):
+        r.problem(key, f"must be a pattern like 'china/**' (quote it), got {_show(value)}")
+        return None
+    try:
+        return Glob.parse(value)
+    except GlobError as exc:
+        r.problem(key, f"{exc}, got {_show(value)}")
+        return None
+
+
+def argv(r: Reader, key: str, value: Any) -> tuple[str, ...] | None:
+    """A command as a list (no shell): the program's path (relative: to the config file;
+    no PATH lookup, so what runs does not depend on the daemon's environment) and its
+    arguments, all strings. The program must be an executable file now."""
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        r.problem(key, "must be a command as a list of strings, the program first, like "
+                       f"['/usr/local/bin/file-to-dms', '--job', 'contracts'], got {_show(value)}")
+        return None
+    if "/" not in value[0]:
+        r.problem(key, f"the program must be a path (absolute, or relative to this file; there "
+                       f"is no PATH lookup), got {_show(value[0])}")
+        return None
+    program = file(r, key, value[0])
+    if program is None:
+        return None
+    if not program.is_file() or not os.access(program, os.X_OK):
+        r.problem(key, f"the program {program} is not an executable file")
+        return None
+    return (str(program), *value[1:])
 
 
 def url(*, allow_query: bool, userinfo_hint: str, secret: str, strip_slash: bool = False) -> Check:
@@ -224,6 +288,16 @@ def password(r: Reader, key: str, value: Any) -> Secret | None:
 def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | None:
     """The API key from exactly one of ``<dotted>``, ``<dotted>_file`` or API_KEY_ENV; with
     none of them, from the systemd credential API_KEY_CREDENTIAL if there is one."""
+    return _read_key(r, section, dotted, API_KEY_ENV)
+
+
+def read_job_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | None:
+    """A job's own API key, from ``<dotted>`` or ``<dotted>_file`` (the environment variable and
+    the credential are the shared key's); None if neither is given."""
+    return _read_key(r, section, dotted, None)
+
+
+def _read_key(r: Reader, section: Mapping[str, Any], dotted: str, env: str | None) -> Secret | None:
     name = dotted.rsplit(".", 1)[-1]
     file_key = f"{dotted}_file"
     sources = []
@@ -231,14 +305,15 @@ def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | Non
         sources.append(dotted)
     if section.get(f"{name}_file") is not None:
         sources.append(file_key)
-    if r.env.get(API_KEY_ENV):
-        sources.append(API_KEY_ENV)
-    credential = _credential(r.env)
+    if env is not None and r.env.get(env):
+        sources.append(env)
+    credential = _credential(r.env) if env is not None else None  # the shared key's only
     if not sources and credential is not None:
         sources.append(f"credential {API_KEY_CREDENTIAL}")
     if not sources:
-        r.problem(dotted, f"no API key: set {dotted}, {file_key} or {API_KEY_ENV}, or give the service the "
-                          f"systemd credential {API_KEY_CREDENTIAL} (LoadCredential={API_KEY_CREDENTIAL}:FILE)")
+        if env is not None:
+            r.problem(dotted, f"no API key: set {dotted}, {file_key} or {env}, or give the service the "
+                              f"systemd credential {API_KEY_CREDENTIAL} (LoadCredential={API_KEY_CREDENTIAL}:FILE)")
         return None
     if len(sources) > 1:
         r.problem(dotted, f"more than one API key source ({', '.join(sources)}); keep exactly one")
@@ -252,7 +327,7 @@ def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | Non
             return None
         value = value.strip()
     elif source == file_key:
-        key_file = folder(r, file_key, section[f"{name}_file"])
+        key_file = file(r, file_key, section[f"{name}_file"])
         if key_file is None:
             return None
         try:
@@ -261,16 +336,15 @@ def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | Non
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
             r.problem(file_key, f"cannot read {key_file}: {reason}")
             return None
-    elif source == API_KEY_ENV:
-        value = r.env[API_KEY_ENV].strip()
-    else:
-        assert credential is not None
+    elif credential is not None and source == f"credential {API_KEY_CREDENTIAL}":
         try:
             value = credential.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
             r.problem(dotted, f"cannot read the credential {credential}: {reason}")
             return None
+    else:
+        value = r.env[source].strip()
 
     if not value:
         r.problem(source, "the API key is empty")
@@ -280,3 +354,29 @@ def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | Non
                           "it must be a single token")
         return None
     return Secret(value)
+
+
+def read_password(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | None:
+    """The OCR password from ``<dotted>`` or ``<dotted>_file`` (at most one), or None.
+
+    The file is read here, at load time: a missing or bad file stops start-up naming its key,
+    instead of quarantining every file the rule matches, and the options a file is admitted
+    with stay fixed until the next start. Only a final line break is dropped from it."""
+    name = dotted.rsplit(".", 1)[-1]
+    file_key = f"{dotted}_file"
+    given, from_file = section.get(name), section.get(f"{name}_file")
+    if given is not None and from_file is not None:
+        r.problem(dotted, f"both {dotted} and {file_key} are set; keep one")
+        return None
+    if from_file is None:
+        return None if given is None else password(r, dotted, given)
+    path = file(r, file_key, from_file)
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        r.problem(file_key, f"cannot read {path}: {reason}")
+        return None
+    return password(r, file_key, text.removesuffix("\n").removesuffix("\r"))

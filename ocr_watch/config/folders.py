@@ -52,15 +52,15 @@ def read_owner(state_dir: Path) -> Path | None:
 
 
 def _folders(config: Config) -> dict[str, Path]:
-    """Every folder the daemon writes to, by its key."""
-    folders = {
-        "folders.inbox": config.folders.inbox,
-        "folders.outbox": config.folders.outbox,
-        "folders.quarantine": config.folders.quarantine,
-        "state_dir": config.state_dir,
-    }
-    if config.on_success == "archive":
-        folders["folders.archive"] = config.folders.archive
+    """Every folder the daemon writes to, by its key, every job's."""
+    folders: dict[str, Path] = {}
+    for job in config.jobs:
+        folders[f"{job.prefix}folders.inbox"] = job.folders.inbox
+        folders[f"{job.prefix}folders.outbox"] = job.folders.outbox
+        folders[f"{job.prefix}folders.quarantine"] = job.folders.quarantine
+        if job.on_success == "archive":
+            folders[f"{job.prefix}folders.archive"] = job.folders.archive
+    folders["state_dir"] = config.state_dir
     return folders
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -14,6 +13,8 @@ from .schema import ConfigError, Reader, build, read_section, type_name
 from .sections import Config
 
 __all__ = ["load_config"]
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
@@ -25,9 +26,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from exc
-    loader = _Loader(text)
+    loader = yaml.SafeLoader(text)
     try:
-        raw = loader.get_single_data()
+        node = loader.get_single_node()
+        duplicates = _duplicates(node)
+        raw = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(path, exc)]) from exc
     finally:
@@ -39,34 +42,44 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError([f"(top level): must be a mapping of keys, got {type_name(raw)}"])
 
     r = Reader(path.parent, env)
-    r.problems.extend(f"{path}: {d}" for d in loader.duplicates)
+    r.problems.extend(duplicates)
     values = read_section(r, Config, raw)
-    legacy = apply_rules(r, raw, values)
+    legacy = apply_rules(r, raw, values, path)
     if r.problems:
         raise ConfigError(r.problems)
     return build(Config, values, path=path, state_dir_legacy=legacy)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that notes repeated keys, which plain YAML loading silently lets the last win."""
+def _duplicates(node: yaml.Node | None) -> list[str]:
+    """A problem for each key given twice in one mapping (plain YAML loading silently lets the
+    last win), named by its dotted key: two jobs of one name are ``jobs.contracts``."""
+    found: list[str] = []
+    seen: set[int] = set()
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[str] = []
+    def walk(node: yaml.Node, dotted: str) -> None:
+        if id(node) in seen:  # an alias: walked where its anchor is
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{dotted}[{i}]")
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                    continue  # a merge (<<: *common) may be overridden: that is what it is for
+                key, line = key_node.value, key_node.start_mark.line + 1
+                here = f"{dotted}.{key}" if dotted else key
+                if key in first_line:
+                    found.append(f"{here}: is given twice (on line {first_line[key]} and line "
+                                 f"{line}); keep one")
+                else:
+                    first_line[key] = line
+                walk(value_node, here)
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is None:
-                continue
-            line = key_node.start_mark.line + 1
-            if key in first_line:
-                self.duplicates.append(f"line {line}: key {key!r} is given twice (first on line "
-                                       f"{first_line[key]}); keep one")
-            else:
-                first_line[key] = line
-        return super().construct_mapping(node, deep=deep)
+    if node is not None:
+        walk(node, "")
+    return found
 
 
 def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:

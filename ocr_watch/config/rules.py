@@ -1,7 +1,7 @@
-"""What ties several keys together: defaults that depend on another key (archive and
-state_dir on the inbox) and checks across keys (folder relations, retry backoff, callback
-fallback). Run on the values `schema.read_section` gave, after every key was read, so their
-problems join the others in the same ConfigError."""
+"""What ties several keys together: defaults that depend on another key and checks across
+keys (the folders and state_dir: placement.py; retry backoff, callback fallback: here). Run on
+the values `schema.read_section` gave, after every key was read, so their problems join the
+others in the same ConfigError."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .folders import default_state_dir
+from .placement import place_folders
 from .schema import Reader
 
 __all__ = ["apply_rules"]
 
 
-def apply_rules(r: Reader, raw: Mapping[str, Any], values: dict[str, Any]) -> bool:
+def apply_rules(r: Reader, raw: Mapping[str, Any], values: dict[str, Any], path: Path) -> bool:
     """Fill in the derived defaults and record the problems across keys in ``values`` (from
-    the file ``raw``); True if state_dir is the old shared default (`Config.state_dir_legacy`)."""
-    legacy = _folder_defaults(raw, values)
-    _check_folder_relations(r, raw, values)
+    the file ``raw`` at ``path``); True if state_dir is the old shared default
+    (`Config.state_dir_legacy`)."""
+    values["jobs"], values["state_dir"], legacy = place_folders(r, path, values["jobs"], values["state_dir"])
     retry = values["retry"]
     initial, top = retry["backoff_initial_seconds"], retry["backoff_max_seconds"]
     if initial is not None and top is not None and top < initial:
@@ -44,40 +44,3 @@ def _given(raw: Mapping[str, Any], *path: str) -> bool:
             return False
         value = value.get(name)
     return value is not None
-
-
-def _folder_defaults(raw: Mapping[str, Any], values: dict[str, Any]) -> bool:
-    folders, legacy = values["folders"], False
-    inbox = folders["inbox"]
-    if inbox is not None:
-        if not _given(raw, "folders", "archive"):
-            folders["archive"] = inbox.parent / "archive"
-        if not _given(raw, "state_dir"):
-            values["state_dir"], legacy = default_state_dir(inbox)
-    return legacy
-
-
-def _check_folder_relations(r: Reader, raw: Mapping[str, Any], values: dict[str, Any]) -> None:
-    named: dict[str, Path | None] = {f"folders.{k}": v for k, v in values["folders"].items()}
-    named["state_dir"] = values["state_dir"]
-    if not _given(raw, "folders", "archive") and values["on_success"] != "archive":
-        del named["folders.archive"]  # the unused default needs no checking
-    folders = {k: v for k, v in named.items() if v is not None}
-
-    keys = list(folders)
-    for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
-            if folders[a] == folders[b]:
-                r.problem(b, f"is the same folder as {a} ({folders[a]}); each folder needs its own path")
-    inbox = folders.get("folders.inbox")
-    if inbox is None:
-        return
-    for key, path in folders.items():
-        if key == "folders.inbox" or path == inbox:
-            continue
-        if path.is_relative_to(inbox):
-            r.problem(key, f"is inside folders.inbox ({inbox}), which would feed "
-                           f"{'results' if key == 'folders.outbox' else 'its files'} back in")
-        elif key != "state_dir" and inbox.is_relative_to(path):
-            r.problem("folders.inbox", f"is inside {key} ({path}), which would feed "
-                                       "its files back in")

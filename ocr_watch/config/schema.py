@@ -12,6 +12,7 @@ neither is not read from the file (``Config.path``).
 from __future__ import annotations
 
 import difflib
+import enum
 import functools
 import hmac
 from collections.abc import Callable, Mapping
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 __all__ = ["REQUIRED", "ConfigError", "Reader", "Secret", "Setting", "build", "known_keys",
-           "read_section", "section_type", "setting", "setting_of", "show_value", "type_name"]
+           "read_section", "secrets_in", "section_data", "section_type", "setting", "setting_of",
+           "show_value", "type_name", "yaml_key"]
 
 _D = TypeVar("_D", bound="DataclassInstance")
 SPEC = "ocr_watch.config.setting"  # the metadata key a field's Setting is stored under
@@ -98,6 +100,7 @@ class Setting:
     extra_keys: tuple[str, ...] = ()  # further YAML keys ``read`` consumes
     show: Callable[[Any], object] = show_value  # the value as `describe` writes it
     note: Callable[[Any], str | None] = _no_note  # a comment `describe` adds after it
+    key: str | None = None          # the YAML key, when not the field's name (ocr.format: formats)
 
     def value(self, r: Reader, section: Mapping[str, Any], dotted: str) -> Any:
         if self.read is not None:
@@ -116,14 +119,20 @@ class Setting:
 
 def setting(default: object, check: Check | None = None, *, read: Read | None = None,
             extra_keys: tuple[str, ...] = (), show: Callable[[Any], object] = show_value,
-            note: Callable[[Any], str | None] = _no_note) -> dict[str, Setting]:
+            note: Callable[[Any], str | None] = _no_note, key: str | None = None) -> dict[str, Setting]:
     """The metadata of a field read from the file: ``field(metadata=setting(32, integer(1)))``."""
-    return {SPEC: Setting(default, check, read, extra_keys, show, note)}
+    return {SPEC: Setting(default, check, read, extra_keys, show, note, key)}
 
 
 def setting_of(f: Field[Any]) -> Setting | None:
     spec = f.metadata.get(SPEC)
     return spec if isinstance(spec, Setting) else None
+
+
+def yaml_key(f: Field[Any]) -> str:
+    """The key a field is written under in the file: its name, unless its Setting says."""
+    spec = setting_of(f)
+    return spec.key if spec is not None and spec.key else f.name
 
 
 @functools.cache
@@ -146,7 +155,7 @@ def known_keys(cls: type[DataclassInstance]) -> tuple[str, ...]:
     for f in fields(cls):
         spec = setting_of(f)
         if spec is not None:
-            keys += [f.name, *spec.extra_keys]
+            keys += [yaml_key(f), *spec.extra_keys]
         elif section_type(cls, f) is not None:
             keys.append(f.name)
     return tuple(keys)
@@ -167,14 +176,19 @@ class Reader:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
 
-    def unknown_keys(self, mapping: Mapping[Any, Any], prefix: str, known: tuple[str, ...]) -> None:
+    def unknown_keys(self, mapping: Mapping[Any, Any], prefix: str, known: tuple[str, ...],
+                     hints: Mapping[str, str] | None = None) -> None:
+        """A problem per key not in ``known``: "did you mean", ``hints``' word for a key that
+        belongs elsewhere, or the known keys."""
         for key in mapping:
             dotted = f"{prefix}.{key}" if prefix else str(key)
             if not isinstance(key, str):
                 self.problem(dotted, "keys must be strings")
             elif key not in known:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+                hint = (f"; did you mean '{close[0]}'?" if close
+                        else f"; {hints[key]}" if hints and key in hints
+                        else f"; known keys: {', '.join(known)}")
                 self.problem(dotted, "unknown key" + hint)
 
 
@@ -186,10 +200,10 @@ def read_section(r: Reader, cls: type[DataclassInstance], raw: object, prefix: s
     if not isinstance(raw, dict):
         r.problem(prefix, f"must be a mapping of keys, got {type_name(raw)}")
         raw = {}
-    r.unknown_keys(raw, prefix, known_keys(cls))
+    r.unknown_keys(raw, prefix, known_keys(cls), getattr(cls, "KEY_HINTS", None))
     values: dict[str, Any] = {}
     for f in fields(cls):
-        dotted = f"{prefix}.{f.name}" if prefix else f.name
+        dotted = f"{prefix}.{yaml_key(f)}" if prefix else yaml_key(f)
         spec, sub = setting_of(f), section_type(cls, f)
         if spec is not None:
             values[f.name] = spec.value(r, raw, dotted)
@@ -206,3 +220,33 @@ def build(cls: type[_D], values: Mapping[str, Any], **extra: Any) -> _D:
         if f.name in values:
             kwargs[f.name] = build(sub, values[f.name]) if sub is not None else values[f.name]
     return cls(**kwargs)
+
+
+def section_data(section: DataclassInstance, *, omit_none: bool = False) -> dict[str, Any]:
+    """A section as the YAML data `describe` writes (each value through its Setting's show,
+    enums as their word); ``omit_none``: leave out keys without a value (a rule's overrides)."""
+    data: dict[str, Any] = {}
+    for f in fields(section):
+        spec, sub = setting_of(f), section_type(type(section), f)
+        value = getattr(section, f.name)
+        if spec is not None:
+            shown = spec.show(value)
+            shown = shown.value if isinstance(shown, enum.Enum) else shown
+        elif sub is not None:
+            shown = section_data(value, omit_none=omit_none) or None
+        else:
+            continue
+        if shown is not None or not omit_none:
+            data[yaml_key(f)] = shown
+    return data
+
+
+def secrets_in(value: object) -> list[Secret]:
+    """Every Secret in a configuration value: in its sections, tuples and their dataclasses."""
+    if isinstance(value, Secret):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [s for item in value for s in secrets_in(item)]
+    if is_dataclass(value) and not isinstance(value, type):
+        return [s for f in fields(value) for s in secrets_in(getattr(value, f.name))]
+    return []

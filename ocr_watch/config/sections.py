@@ -7,36 +7,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from ocr_watch.choices import OnSuccess, WatchMode
 
 from . import checks as c
-from .schema import REQUIRED, Secret, setting
+from .job import JOB_KEYS, FoldersSection, Job, OcrSection, read_jobs
+from .schema import REQUIRED, ConfigError, Secret, setting
 
-__all__ = ["ApiSection", "CallbackSection", "Config", "FoldersSection", "OcrSection",
-           "PollSection", "PoolSection", "RetrySection", "WatchSection"]
+__all__ = [
+    "AccountSection",
+    "ApiSection",
+    "CallbackSection",
+    "Config",
+    "FoldersSection",
+    "MetricsSection",
+    "OcrSection",
+    "PollSection",
+    "PoolSection",
+    "RetrySection",
+    "WatchSection",
+]
 
 DEFAULT_BASE_URL = "https://techhk.aoscdn.com"
-DEFAULT_LANGUAGE = "ChinesePRC,English,Digits"
 DEFAULT_CALLBACK_LISTEN = "127.0.0.1:8765"
-FORMATS = ("txt", "pdf", "docx", "xlsx", "pptx")
-ON_SUCCESS = tuple(OnSuccess)
+FORMATS = c.FORMATS  # the output formats the service makes (checked in checks.py)
 WATCH_MODES = tuple(WatchMode)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _POSITIVE = c.number(0, inclusive=False)
 _NOT_NEGATIVE = c.number(0, inclusive=True)
-
-
-@dataclass(frozen=True)
-class FoldersSection:
-    """Where files come in, go out, go when they fail, and go after success."""
-
-    inbox: Path = field(metadata=setting(REQUIRED, c.folder))
-    outbox: Path = field(metadata=setting(REQUIRED, c.folder))
-    quarantine: Path = field(metadata=setting(REQUIRED, c.folder))
-    archive: Path = field(metadata=setting(None, c.folder))  # default <inbox>/../archive: rules.py
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,6 @@ class ApiSection:
     # A call's whole life (httpx's timeouts are per read): see api/client.py.
     answer_timeout_seconds: float = field(metadata=setting(60, _POSITIVE))
     download_min_bytes_per_second: float = field(metadata=setting(16384, _POSITIVE))
-
-
-@dataclass(frozen=True)
-class OcrSection:
-    """What to ask the OCR service for."""
-
-    format: str = field(metadata=setting("txt", c.choice(FORMATS)))
-    language: str = field(metadata=setting(DEFAULT_LANGUAGE, c.language))
-    password: Secret | None = field(metadata=setting(None, c.password))
 
 
 @dataclass(frozen=True)
@@ -132,26 +124,80 @@ class RetrySection:
     ambiguous_creates: int = field(metadata=setting(1, c.integer(0)))
 
 
+def _metrics_note(listen: c.Listen | None) -> str | None:
+    return "metrics off" if listen is None else None
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """Prometheus metrics (off: listen is None)."""
+
+    # host:port serving /metrics; a port that cannot be had stops start-up, naming this key.
+    listen: c.Listen | None = field(metadata=setting(None, c.listen, show=lambda v: v if v is None else str(v),
+                                                     note=_metrics_note))
+
+
+@dataclass(frozen=True)
+class AccountSection:
+    """What to say about the account."""
+
+    # A warning is logged once when the credits left fall below this.
+    low_credits_warning: int = field(metadata=setting(100, c.integer(0)))
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole effective configuration; every default filled in, every path absolute.
 
     The top-level keys, in the file's order: a section field is a ``key:`` mapping, a field
-    with a setting is a scalar key, the others (path, state_dir_legacy) are not in the file.
+    with a setting is a scalar key (``jobs`` reads ``jobs:`` or the simple setup's
+    ``folders``, ``on_success`` and ``ocr``: job.py), the others (path, state_dir_legacy)
+    are not in the file.
     """
 
+    # Where a key the top level does not know belongs (schema.Reader.unknown_keys).
+    KEY_HINTS: ClassVar[dict[str, str]] = {
+        key: f"{key} belong to a job: write the folders as jobs: {{<name>: {{folders: ..., {key}: ...}}}}"
+        for key in ("rules", "hooks")}
+
     path: Path
-    folders: FoldersSection
-    on_success: OnSuccess = field(metadata=setting(OnSuccess.ARCHIVE, c.choice(ON_SUCCESS, OnSuccess)))
-    # Default <inbox>/../.ocr-watch/<inbox name>, or the old shared one: rules.py.
+    # Every job, in the file's order; the simple setup gives exactly one, named 'default'.
+    jobs: tuple[Job, ...] = field(metadata=setting(REQUIRED, read=read_jobs, extra_keys=JOB_KEYS))
+    # One journal for every job. Default: the simple setup <inbox>/../.ocr-watch/<inbox name>
+    # (or the old shared one); with jobs: <config folder>/.ocr-watch/<config name>.jobs (placement.py).
     state_dir: Path = field(metadata=setting(None, c.folder))
     api: ApiSection
-    ocr: OcrSection
     pool: PoolSection
     poll: PollSection
     callback: CallbackSection
     watch: WatchSection
     retry: RetrySection
+    metrics: MetricsSection
+    account: AccountSection
     log_level: str = field(metadata=setting("info", c.choice(LOG_LEVELS)))
     # True: state_dir is the old shared default <inbox>/../.ocr-watch, kept for its journal.
     state_dir_legacy: bool = False
+
+    @property
+    def simple(self) -> bool:
+        """The simple setup (top-level folders, no ``jobs:``): its one job's keys are unprefixed."""
+        return len(self.jobs) == 1 and self.jobs[0].prefix == ""
+
+    # For code that serves one job (the daemon until issue 18 is wired): the only job's.
+    # `folders` refuses a configuration with several: the first thing `run` asks for (the
+    # lock), so such a file stops start-up naming the key instead of leaving the other jobs'
+    # inboxes unserved without a word. check-config reads `jobs` and shows them all.
+    @property
+    def folders(self) -> FoldersSection:
+        if len(self.jobs) > 1:
+            raise ConfigError([f"jobs: {len(self.jobs)} jobs are read, but this daemon serves "
+                               "one; keep one job until jobs are served (issue 18)"])
+        return self.jobs[0].folders
+
+    @property
+    def ocr(self) -> OcrSection:
+        return self.jobs[0].ocr
+
+    @property
+    def on_success(self) -> OnSuccess:
+        return self.jobs[0].on_success

@@ -17,6 +17,10 @@ soon as the file passes ``max_upload_bytes``, then the connection is closed;
 fields sent before the file are validated first), validation (400), credits
 (402 "insufficient credits", an assumption: the reference leaves it undocumented).
 Credits are spent when a task reaches state 1; the balance is checked at create.
+``GET /api/customers/package-credits`` (the balance route, seen in public client code) answers
+``{"status": 200, "message": "success", "data": {"balance": N}}`` with the credits left, or
+``"balance": null`` when credits are unlimited (no ``--credits``): that shape is *assumed*, the
+real one is undocumented. It counts in ``credit_queries`` and under the rate limit.
 ``image_url`` sources are accepted but never fetched: they end in state -3.
 
 Faults (``Emulator.add_fault(kind, route=..., count=N, **params)`` or

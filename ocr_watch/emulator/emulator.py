@@ -22,7 +22,7 @@ from .signing import UrlSigner, result_path
 from .tasks import Event, Task, TaskStore, expires_at
 from .validation import CreateRequest
 
-_COUNTERS = ("create_requests", "creates", "queries", "downloads", "rate_limited", "faults_fired",
+_COUNTERS = ("create_requests", "creates", "queries", "credit_queries", "downloads", "rate_limited", "faults_fired",
              "downloads_with_api_key", "callbacks_sent", "callbacks_failed")
 
 
@@ -165,6 +165,12 @@ class Emulator:
     def _sleep(self, seconds: float) -> None:
         """A delay that ``stop`` interrupts."""
         self._stop.wait(seconds)
+
+    def _credits_left(self) -> int | None:
+        """The balance as the balance route gives it (None: unlimited)."""
+        with self.store.lock:
+            self.store.settle()
+            return self.store.credits_left
 
     def _has_credit(self) -> bool:
         with self.store.lock:

@@ -19,6 +19,9 @@ __all__ = ["ApiHandler", "EmulatorHTTPServer", "ResultHandler"]
 
 CREATE_PATH = "/api/tasks/document/ocr"
 QUERY_RE = re.compile(r"^/api/tasks/document/ocr/([^/]+)$")
+# The balance route (seen in public client code). Its answer's shape is undocumented; the one
+# served here, {"status": 200, "data": {"balance": N}}, is *assumed* (null: unlimited credits).
+CREDITS_PATH = "/api/customers/package-credits"
 RESULT_RE = re.compile(r"^/r/([^/]+)/([^/]+)\.([a-z]+)$")
 #: Bodies up to this size are read and discarded after an early answer, keeping the connection.
 DRAIN_LIMIT = 1024 * 1024
@@ -41,6 +44,8 @@ class ApiHandler(Handler):
             m = QUERY_RE.match(path)
             if m:
                 self._query(unquote(m.group(1)))
+            elif path == CREDITS_PATH:
+                self._credits()
             else:
                 self.send_envelope(404, "not found")
         finally:
@@ -165,6 +170,13 @@ class ApiHandler(Handler):
             self._finish_with(rule, 404, "task not found", None)
         else:
             self._finish_with(rule, envelope["status"], envelope["message"], envelope["data"])
+
+    def _credits(self) -> None:
+        emu = self.emu
+        emu._count("credit_queries")
+        if self._auth_and_rate("credits") is None:
+            return
+        self.send_envelope(200, "success", data={"balance": emu._credits_left()})
 
     # --- control routes ---------------------------------------------------------------------
 

@@ -229,6 +229,10 @@ class Journal(Transitions):
         self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
                          " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
+    def note(self, key: str, value: str) -> None:
+        """Keep a figure others read without the daemon (`status`: the credits left, see reader.py)."""
+        self._set_meta(key, value)
+
     def close(self) -> None:
         """Note a clean close (see integrity.py), then close."""
         try:

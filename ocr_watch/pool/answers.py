@@ -25,6 +25,15 @@ __all__ = ["Answers"]
 log = structlog.get_logger("ocr_watch.pool")
 
 
+def _done_at(task: Task, learnt: float) -> float:
+    """When the task ended at the service: its `completed_at` where that is a plausible
+    wall time (not after we learnt it, not a day before), else when the answer was asked."""
+    done = task.completed_at
+    if done is not None and learnt - 86400.0 <= done <= learnt:
+        return done
+    return task.sent_at if task.sent_at is not None else learnt
+
+
 class Answers:
     """The poller's query and handlers: see the module docstring."""
 
@@ -71,6 +80,7 @@ class Answers:
         log.info("task_done", task_id=polled.task_id, age_s=round(polled.age_s, 3),
                  queries=polled.queries, files=len(rows))
         learnt = self._wall()
+        self._calls.recorder.task_done(polled.task_id, _done_at(task, learnt))
         for row in rows:
             self._delivery.begin(row, task.file_url, learnt, task_state=task.state)
         return False

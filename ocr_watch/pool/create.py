@@ -230,6 +230,7 @@ class Creation:
         sent_again = row.lost_create_answers < limit
         row = self._journal.note_lost_create(row.id, sent_again=sent_again)
         if sent_again:
+            self._calls.recorder.possible_double_charge()
             log.warning("possible_double_charge", file=row.rel, error=error.message,
                         lost_answers=row.lost_create_answers, ambiguous_creates=limit,
                         action="uploading again; the service may bill both uploads")

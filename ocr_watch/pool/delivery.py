@@ -123,6 +123,7 @@ class Delivery:
                     await self._folders.failed(row, "outbox", exc)
                     continue
                 self._folders.works(row, "outbox")
+                self._calls.recorder.result_stored(row.task_id, self._wall())
                 bound.info("result_downloaded", output=row.output_rel, bytes=size,
                            download_s=round(time.monotonic() - started, 3))
                 break

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ocr_watch.journal import Journal
+from ocr_watch.recorder import NULL, Recorder
 
 __all__ = ["Flight"]
 
@@ -24,8 +25,11 @@ class Flight:
     """The in-flight slots and the count of files that ended."""
 
     def __init__(self, journal: Journal, limit: int, *, on_change: Callable[[], None],
-                 on_released: Callable[[str], None] | None, on_left: Callable[[int], object]) -> None:
-        """`on_left(row_id)` forgets what the pool kept about a row (its local-failure backoff)."""
+                 on_released: Callable[[str], None] | None, on_left: Callable[[int], object],
+                 recorder: Recorder = NULL) -> None:
+        """`on_left(row_id)` forgets what the pool kept about a row (its local-failure backoff);
+        `recorder` is told of every file that ended, and how long it took from its admission."""
+        self._recorder = recorder
         self._journal = journal
         self._limit = limit
         self._rows: set[int] = set()
@@ -68,5 +72,9 @@ class Flight:
         self._on_left(row_id)
         self._freed.set()
         self._on_change()
+        row = self._journal.get(row_id)
+        if ended is not None:
+            took = None if row.finished_at is None else max(0.0, row.finished_at - row.first_seen)
+            self._recorder.file_finished(ended, took)
         if self._on_released is not None:
-            self._on_released(self._journal.get(row_id).rel)
+            self._on_released(row.rel)

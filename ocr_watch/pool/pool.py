@@ -39,6 +39,7 @@ import structlog
 
 from ocr_watch.api import Task
 from ocr_watch.journal import FileState, Journal, Row
+from ocr_watch.recorder import NULL, Recorder
 
 from .account import AccountGate
 from .answers import Answers
@@ -85,12 +86,14 @@ class Pool:
         on_released: Callable[[str], None] | None = None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        recorder: Recorder = NULL,
     ) -> None:
         """`planner`: the poll planner (the daemon shares it with its memory); one from
         `settings` if None. `on_change()` is called whenever a file enters or leaves flight, or
         the account's standing changes, so `once` can notice it is finished. `on_released(rel)`
         is called whenever a row leaves flight (done or quarantined), so a newer version of
-        that file, seen meanwhile, is admitted at once."""
+        that file, seen meanwhile, is admitted at once. `recorder` hears what the parts see
+        (files ended, credits spent, results stored), for the metrics."""
         self._journal = journal
         self._on_change = on_change
         self._settings = settings
@@ -100,8 +103,8 @@ class Pool:
         self._jobs = Jobs()
         self._window = QueueWindow(journal, settings.queue_size)
         self._flight = Flight(journal, settings.max_in_flight, on_change=on_change, on_released=on_released,
-                              on_left=policy.local_failure_over)
-        calls = Calls(service, self._account)
+                              on_left=policy.local_failure_over, recorder=recorder)
+        calls = Calls(service, self._account, recorder=recorder)
         endings = Endings(settings, wall=wall)
         folders = FolderWaits(settings, policy, self._jobs)
         self._failures = Failures(journal, policy, endings, self._flight, folders, wall=wall)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ocr_watch.api import CreateOptions, Task
 from ocr_watch.api.client import Upload
+from ocr_watch.recorder import NULL, Recorder
 
 from .account import AccountGate
 
@@ -49,9 +50,11 @@ class Calls:
     """The service behind the account gate, with the quota meter."""
 
     def __init__(self, service: OcrService, account: AccountGate, *,
-                 mono: Callable[[], float] = time.monotonic) -> None:
+                 mono: Callable[[], float] = time.monotonic, recorder: Recorder = NULL) -> None:
+        """`recorder`: where the pool's parts report what they see (credits, results, lost answers)."""
         self.service = service
         self.account = account
+        self.recorder = recorder
         self._mono = mono
         self._recent: deque[float] = deque()
 
