@@ -151,9 +151,13 @@ async def serve(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop_because, "signal")
                 stages.callback(loop.remove_signal_handler, sig)
-        early_hup = asyncio.Event()  # a SIGHUP while starting: reload once ready, never die of it
+        # SIGHUP: while starting, noted and reloaded once ready (never our death); then a reload;
+        # while stopping, nothing. One handler throughout, calling what on_hup[0] is now: a
+        # signal's callback may run a step after it arrived, when the target has changed.
+        early_hup = asyncio.Event()
+        on_hup: list[Callable[[], object]] = [early_hup.set]
         if handle_signals and not once:
-            loop.add_signal_handler(signal.SIGHUP, early_hup.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: on_hup[0]())
             stages.callback(loop.remove_signal_handler, signal.SIGHUP)
         if timeout_s is not None:
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
@@ -248,12 +252,11 @@ async def serve(
 
         if handle_signals and not once:
             reloader = Reloader(config, apply, notifier)
-            loop.add_signal_handler(signal.SIGHUP, reloader.spawn)
+            on_hup[0] = reloader.spawn
             if early_hup.is_set():
                 reloader.spawn()
             stages.push_async_callback(reloader.aclose)
-            # While stopping, a SIGHUP starts no reload (and does not kill us either).
-            stages.callback(loop.add_signal_handler, signal.SIGHUP, lambda: None)
+            stages.callback(on_hup.__setitem__, 0, lambda: None)  # stopping: no new reload
         status = StatusReporter(notifier)
         stages.callback(status.close)
         notifier.ready()
