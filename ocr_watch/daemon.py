@@ -10,12 +10,18 @@ close the client and the journal. The order is declared once: each stage registe
 on an exit stack where it starts, and the stack stops them in reverse.
 
 `run` and `once` share this code; `once` only adds a condition to stop on.
+
+Under systemd (`NOTIFY_SOCKET`) it says READY=1 once the journal is open, the resumed tasks
+are tracked and the watcher runs; keeps a STATUS= line current; pings the watchdog while the
+loop and the watcher's thread are healthy (notify/pinger.py); says STOPPING=1 when a stop
+begins. `run` reloads its configuration on SIGHUP (reload.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 import structlog
 
 from ocr_watch import config as cfgmod
+from ocr_watch import logs
 from ocr_watch import metrics as metrics_mod
 from ocr_watch.admission import Admission
 from ocr_watch.api import CreateOptions, PicWishClient
@@ -33,10 +40,13 @@ from ocr_watch.config.folders import JOURNAL_FILE
 from ocr_watch.fsops import remove_stale_temps
 from ocr_watch.intake.source import ignore_lease_breaks
 from ocr_watch.journal import Journal
+from ocr_watch.notify import Notifier, StatusReporter, WatchdogPinger, watchdog_interval
 from ocr_watch.pool import PollPlanner, Pool, PoolSettings
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY
 from ocr_watch.pool.memory import PlannerMemory
 from ocr_watch.recorder import NULL
+from ocr_watch.reload import Reloader
+from ocr_watch.version import version
 from ocr_watch.watch import InboxWatcher, keep_watching
 
 __all__ = ["Outcome", "pool_settings", "serve"]
@@ -126,13 +136,30 @@ async def serve(
     callback = _callback(config)
     settings = pool_settings(config, callback[1] if callback else None)
     started = time.monotonic()
+    notifier = Notifier()
+    watcher: InboxWatcher | None = None
     # Each stage is started next to the line that registers how it stops: the stack stops
     # them in the reverse order, on any exit (a crash of one stage included).
     async with contextlib.AsyncExitStack() as stages:
+        stages.callback(notifier.close)
+        interval = watchdog_interval()
+        if notifier.enabled and interval is not None:
+            # First on the stack, so it pings until the very end of a stop (the loop still answers).
+            pinger = WatchdogPinger(notifier, interval, loop,
+                                    healthy=lambda: watcher is None or watcher.thread_alive()).start()
+            stages.callback(pinger.stop)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop_because, "signal")
                 stages.callback(loop.remove_signal_handler, sig)
+        # SIGHUP: while starting, noted and reloaded once ready (never our death); then a reload;
+        # while stopping, nothing. One handler throughout, calling what on_hup[0] is now: a
+        # signal's callback may run a step after it arrived, when the target has changed.
+        early_hup = asyncio.Event()
+        on_hup: list[Callable[[], object]] = [early_hup.set]
+        if handle_signals and not once:
+            loop.add_signal_handler(signal.SIGHUP, lambda: on_hup[0]())
+            stages.callback(loop.remove_signal_handler, signal.SIGHUP)
         if timeout_s is not None:
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
         journal = Journal(config.state_dir / JOURNAL_FILE)
@@ -177,9 +204,10 @@ async def serve(
                 log.info("stale_temp_removed", path=str(stale))
         memory.load()
         live = journal.live_rows()
-        log.info("starting", mode="once" if once else "run", inbox=str(config.folders.inbox),
-                 resuming=len(live), requests_per_second=config.api.requests_per_second,
-                 max_in_flight=config.pool.max_in_flight, format=config.ocr.format)
+        log.info("starting", mode="once" if once else "run", version=version(), pid=os.getpid(),
+                 inbox=str(config.folders.inbox), resuming=len(live),
+                 requests_per_second=config.api.requests_per_second, max_in_flight=config.pool.max_in_flight,
+                 format=config.ocr.format)
         pool.resume(live)
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(pool.run(), name="pool"),
@@ -206,14 +234,43 @@ async def serve(
                                              name="watch"))
         stages.callback(lambda: log.info("stopping", in_flight=pool.stats.in_flight, queued=pool.stats.queued))
         admission.spawn_scan()
-        if not once and config.watch.rescan_seconds > 0:
-            tasks.append(asyncio.create_task(_rescan(admission, config.watch.rescan_seconds), name="rescan"))
+        rescans = _Rescans(admission, config.watch.rescan_seconds)
+        if not once:
+            tasks.append(asyncio.create_task(rescans.run(), name="rescan"))
+
+        async def apply(new: cfgmod.Config, keys: list[str]) -> None:
+            """A reload's keys, to the running parts (reload.py says which keys come here)."""
+            logs.set_level(new.log_level)
+            logs.add_secrets(secrets(new))
+            client.set_rate(new.api.requests_per_second)
+            pool.reconfigure(pool_settings(new, callback[1] if callback else None))
+            # `settings` is the pool's own instance, just updated in place: the new options key.
+            admission.reconfigure(settings.options_key, settle_s=new.watch.settle_seconds)
+            rescans.set(new.watch.rescan_seconds)
+            if watcher is not None and watcher.set_poll_interval(new.watch.poll_interval_seconds) \
+                    and await asyncio.to_thread(watcher.restart):
+                admission.spawn_scan()  # what came while the polling observer was restarted
+
+        if handle_signals and not once:
+            reloader = Reloader(config, apply, notifier)
+            on_hup[0] = reloader.spawn
+            if early_hup.is_set():
+                reloader.spawn()
+            stages.push_async_callback(reloader.aclose)
+            stages.callback(on_hup.__setitem__, 0, lambda: None)  # stopping: no new reload
+        status = StatusReporter(notifier)
+        stages.callback(status.close)
+        notifier.ready()
+        status.offer(_status_line(snapshot(), admission.waiting, pool.stats.queued))  # counts from the first
+        stages.callback(notifier.stopping)  # last registered: the first thing a stop does
         stopper = asyncio.create_task(stop.wait())
         stages.callback(stopper.cancel)
         while not stop.is_set():
             activity.clear()
             if on_progress:
                 on_progress(snapshot())
+            if notifier.enabled:
+                status.offer(_status_line(snapshot(), admission.waiting, pool.stats.queued))
             if once and (admission.idle and pool.idle):
                 break
             if once and pool.account_problem and (pool.key_refused or not pool.paid_in_flight):
@@ -269,7 +326,32 @@ def _listen(receiver: CallbackReceiver) -> None:
     log.info("callbacks_listening", host=host, port=port)
 
 
-async def _rescan(admission: Admission, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        await admission.spawn_scan()
+def _status_line(outcome: Outcome, settling: int, queued: int) -> str:
+    """systemd's STATUS=: what `systemctl status` shows under the unit."""
+    return (f"{outcome.in_flight} in flight, {settling + queued} waiting, {outcome.done} done, "
+            f"{outcome.quarantined} quarantined")
+
+
+class _Rescans:
+    """A scan of the inbox every `every_s` (0: none); `set` changes it at once (a reload)."""
+
+    def __init__(self, admission: Admission, every_s: float) -> None:
+        self._admission = admission
+        self._every_s = every_s
+        self._changed = asyncio.Event()
+
+    def set(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._changed.set()
+
+    async def run(self) -> None:
+        last = time.monotonic()
+        while True:
+            self._changed.clear()
+            wait = last + self._every_s - time.monotonic() if self._every_s > 0 else None
+            if wait is None or wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait)
+                    continue  # a new interval: count it from the last scan
+            await self._admission.spawn_scan()
+            last = time.monotonic()

@@ -93,7 +93,7 @@ class Creation:
                 await quarantine(row, Stage.INTAKE, rejected)
                 return
             row = dataclasses.replace(row, sha256=digest)  # written with the next transition
-            content = (digest, self._settings.options_key)
+            content = (digest, row.options_key)
             while (first := self._creating.get(content)) is not None:
                 await first.wait()  # same content is being uploaded: share its task, pay once
             if self._share_or_reuse(row):
@@ -124,7 +124,7 @@ class Creation:
         """Whether the row took a task in flight, or a live result, of the same content."""
         sha = row.sha256
         assert sha is not None
-        key = self._settings.options_key
+        key = row.options_key  # what it was admitted with, even across a reload
         twin = self._journal.shareable_task(sha, key, exclude_id=row.id)
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
@@ -233,7 +233,7 @@ class Creation:
                 holding = True
 
         try:
-            sent = await self._calls.service.upload(source, self._settings.create_options, priority=1,
+            sent = await self._calls.service.upload(source, self._settings.options_for(row.options_key), priority=1,
                                                     before_last=last_piece)
             self._created(row, sent, started)
         finally:

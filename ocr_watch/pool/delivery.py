@@ -165,7 +165,8 @@ class Delivery:
             return row
         assert row.sha256 is not None
         for index, candidate in enumerate(output_candidates(PurePosixPath(row.rel),
-                                                            self._settings.create_options.format, row.sha256)):
+                                                            self._settings.format_of(row.options_key),
+                                                            row.sha256)):
             if changed and index == 0:
                 continue
             name = candidate.as_posix()

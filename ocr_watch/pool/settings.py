@@ -1,17 +1,29 @@
-"""What the pool needs to know, as plain values (the daemon maps the YAML config onto it)."""
+"""What the pool needs to know, as plain values (the daemon maps the YAML config onto it).
+
+The pool's parts share one instance and read it at each use, never copying a value, so a
+reload (SIGHUP) that changes a field in `RELOADABLE` in place (`update`, on the loop,
+between two awaits) reaches the next file every part handles. What a file was admitted
+with stays its own: format and language are in its journal row's `options_key`
+(`options_for`, `format_of`), so a file queued before a reload is created, shared and named
+as admitted; only the OCR password (not in the key) is the current one at its upload.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_watch.api import CreateOptions
 from ocr_watch.choices import OnSuccess
 
-__all__ = ["PoolSettings"]
+__all__ = ["RELOADABLE", "PoolSettings"]
+
+# The fields a reload may change in place.
+RELOADABLE = ("on_success", "create_options", "max_in_flight")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class PoolSettings:
     """Every value a user can set comes from the config (`daemon.pool_settings`), which alone
     holds their defaults; the two here are the pool's own and not configurable."""
@@ -43,5 +55,24 @@ class PoolSettings:
 
     @property
     def options_key(self) -> str:
-        """What makes two results of the same content interchangeable."""
+        """What makes two results of the same content interchangeable; files admitted now get it."""
         return f"{self.create_options.format}|{self.create_options.language}"
+
+    def options_for(self, options_key: str) -> CreateOptions:
+        """The create options of a file admitted under `options_key` (a row's): its format and
+        language, today's password and callback URL. An unreadable key: today's options."""
+        fmt, sep, language = options_key.partition("|")
+        if not (sep and fmt and language):
+            return self.create_options
+        return dataclasses.replace(self.create_options, format=fmt, language=language)
+
+    def format_of(self, options_key: str) -> str:
+        """The output format of a file admitted under `options_key`."""
+        return self.options_for(options_key).format
+
+    def update(self, new: PoolSettings) -> list[str]:
+        """Take `new`'s values of the RELOADABLE fields; the names of those that changed."""
+        changed = [name for name in RELOADABLE if getattr(self, name) != getattr(new, name)]
+        for name in changed:
+            setattr(self, name, getattr(new, name))
+        return changed
