@@ -104,6 +104,13 @@ class Admission:
     def idle(self) -> bool:
         return len(self._tracker) == 0 and self._scans == 0 and not self._pending and not self._stepping
 
+    def reconfigure(self, options: Callable[[str], Sequence[RowOptions]], *, settle_s: float) -> None:
+        """A reload: files admitted from now on get their `options`; files that start settling
+        from now on wait `settle_s` (those settling already keep their deadline). A file
+        admitted before keeps the options in its rows."""
+        self._options = options
+        self._tracker.settle_seconds = settle_s
+
     def report(self, rel: str, reason: Reason | str) -> None:
         """Called on the loop for every event or scan hit; no I/O, so it never blocks."""
         reason = Reason(reason)

@@ -34,6 +34,7 @@ from ocr_watch import logs, runlock
 from ocr_watch.journal import JournalError
 from ocr_watch.progress import ProgressLine
 from ocr_watch.statusline import StatusLine
+from ocr_watch.version import version
 
 __all__ = ["main"]
 
@@ -44,6 +45,7 @@ EXIT_BUSY = 75  # EX_TEMPFAIL
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-watch", description="A hot folder for the PicWish Document OCR API.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("run", "watch the inbox and process files until stopped (what systemd runs)"),
@@ -127,7 +129,8 @@ def _refuse(event: str, message: str) -> None:
         print(f"ocr-watch: {message}", file=sys.stderr)
         return
     stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    print(json.dumps({"event": event, "level": "error", "message": message, "timestamp": stamp}),
+    prefix = logs.journal_prefix("error") if logs.stderr_is_journal() else ""
+    print(prefix + json.dumps({"event": event, "level": "error", "message": message, "timestamp": stamp}),
           file=sys.stderr, flush=True)
 
 

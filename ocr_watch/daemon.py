@@ -14,6 +14,11 @@ on an exit stack where it starts, and the stack stops them in reverse.
 Every job is served by this one process (issue 18): an admission and a watcher per job's
 inbox, a pool per API key over the one journal, one callback receiver, one hook runner
 (served.py builds the parts per job and per key).
+
+Under systemd (`NOTIFY_SOCKET`) it says READY=1 once the journal is open, the resumed tasks
+are tracked and the watcher runs; keeps a STATUS= line current; pings the watchdog while the
+loop and the watcher's thread are healthy (notify/pinger.py); says STOPPING=1 when a stop
+begins. `run` reloads its configuration on SIGHUP (reload.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 import structlog
 
 from ocr_watch import config as cfgmod
+from ocr_watch import logs
 from ocr_watch import metrics as metrics_mod
 from ocr_watch.admission import Admission
 from ocr_watch.api.callbacks import CallbackReceiver, callback_token, callback_url
@@ -37,22 +44,26 @@ from ocr_watch.config.folders import JOURNAL_FILE
 from ocr_watch.fsops import remove_stale_temps
 from ocr_watch.intake.source import ignore_lease_breaks
 from ocr_watch.journal import Journal, Row
+from ocr_watch.notify import Notifier, StatusReporter, WatchdogPinger, watchdog_interval
 from ocr_watch.pool import PollPlanner
 from ocr_watch.pool.flight import Ended
 from ocr_watch.pool.group import PoolGroup
 from ocr_watch.pool.memory import FILE_NAME as PLANNER_MEMORY
 from ocr_watch.pool.memory import PlannerMemory
 from ocr_watch.recorder import NULL
+from ocr_watch.reload import Reloader
 from ocr_watch.results.hooks import HookRunner
 from ocr_watch.served import (
     SHARED_KEY,
     HookDispatch,
+    Watches,
     build_pools,
     fix_legacy,
     pool_settings,
+    reconfigure_pools,
     row_options,
 )
-from ocr_watch.watch import InboxWatcher, keep_watching
+from ocr_watch.version import version
 
 __all__ = ["Outcome", "pool_settings", "serve"]
 
@@ -113,13 +124,30 @@ async def serve(
     ignore_lease_breaks()  # admission's writer check takes a read lease for an instant
     callback = _callback(config)
     started = time.monotonic()
+    notifier = Notifier()
+    watches: Watches | None = None
     # Each stage is started next to the line that registers how it stops: the stack stops
     # them in the reverse order, on any exit (a crash of one stage included).
     async with contextlib.AsyncExitStack() as stages:
+        stages.callback(notifier.close)
+        interval = watchdog_interval()
+        if notifier.enabled and interval is not None:
+            # First on the stack, so it pings until the very end of a stop (the loop still answers).
+            pinger = WatchdogPinger(notifier, interval, loop,
+                                    healthy=lambda: watches is None or watches.healthy()).start()
+            stages.callback(pinger.stop)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop_because, "signal")
                 stages.callback(loop.remove_signal_handler, sig)
+        # SIGHUP: while starting, noted and reloaded once ready (never our death); then a reload;
+        # while stopping, nothing. One handler throughout, calling what on_hup[0] is now: a
+        # signal's callback may run a step after it arrived, when the target has changed.
+        early_hup = asyncio.Event()
+        on_hup: list[Callable[[], object]] = [early_hup.set]
+        if handle_signals and not once:
+            loop.add_signal_handler(signal.SIGHUP, lambda: on_hup[0]())
+            stages.callback(loop.remove_signal_handler, signal.SIGHUP)
         if timeout_s is not None:
             stages.callback(loop.call_later(timeout_s, stop_because, "timeout").cancel)
         journal = Journal(config.state_dir / JOURNAL_FILE)
@@ -155,6 +183,7 @@ async def serve(
                                 functools.partial(row_options, job), job=job.name,
                                 settle_s=config.watch.settle_seconds, activity=activity)
             for job in config.jobs}
+        watches = Watches(config, admissions)
 
         def count_unfinished() -> None:  # while the journal is still open
             outcome.unfinished = len(journal.live_rows()) + sum(a.waiting for a in admissions.values())
@@ -177,8 +206,8 @@ async def serve(
         memory.load()
         live = fix_legacy(config, journal, journal.live_rows())
         for job in config.jobs:
-            log.info("starting", mode="once" if once else "run", job=job.name, inbox=str(job.folders.inbox),
-                     resuming=sum(1 for row in live if row.job == job.name),
+            log.info("starting", mode="once" if once else "run", version=version(), pid=os.getpid(), job=job.name,
+                     inbox=str(job.folders.inbox), resuming=sum(1 for row in live if row.job == job.name),
                      requests_per_second=config.api.requests_per_second, max_in_flight=config.pool.max_in_flight,
                      format=",".join(job.ocr.formats), rules=len(job.rules))
         pool.resume(live)
@@ -199,21 +228,47 @@ async def serve(
             # Callbacks from now on are lost; a restart queries those tasks.
             stages.push_async_callback(asyncio.to_thread, receiver.stop)
         if not once:
-            for admission in admissions.values():
-                tasks.append(await _watch(config, admission, stages, loop))
+            tasks += await watches.start(stages, loop)
         stages.callback(lambda: log.info("stopping", in_flight=pool.stats.in_flight, queued=pool.stats.queued))
         for admission in admissions.values():
             admission.spawn_scan()
-        if not once and config.watch.rescan_seconds > 0:
-            tasks.append(asyncio.create_task(_rescan(list(admissions.values()), config.watch.rescan_seconds),
-                                             name="rescan"))
+        if not once:
+            tasks.append(asyncio.create_task(watches.rescans(config.watch.rescan_seconds), name="rescan"))
+
+        async def apply(new: cfgmod.Config, keys: list[str]) -> None:
+            """A reload's keys, to the running parts (reload.py says which keys come here)."""
+            logs.set_level(new.log_level)
+            logs.add_secrets(secrets(new))
+            for client in clients.values():
+                client.set_rate(new.api.requests_per_second)
+            reconfigure_pools(pool, new, callback[1] if callback else None)
+            for job in new.jobs:  # the same jobs (others need a restart): their new options
+                admissions[job.name].reconfigure(functools.partial(row_options, job),
+                                                 settle_s=new.watch.settle_seconds)
+            watches.set_rescan(new.watch.rescan_seconds)
+            await watches.set_poll_interval(new.watch.poll_interval_seconds)
+
+        if handle_signals and not once:
+            reloader = Reloader(config, apply, notifier)
+            on_hup[0] = reloader.spawn
+            if early_hup.is_set():
+                reloader.spawn()
+            stages.push_async_callback(reloader.aclose)
+            stages.callback(on_hup.__setitem__, 0, lambda: None)  # stopping: no new reload
+        status = StatusReporter(notifier)
+        stages.callback(status.close)
+        notifier.ready()
+        status.offer(_status_line(snapshot(), watches.waiting, pool.stats.queued))  # counts from the first
+        stages.callback(notifier.stopping)  # last registered: the first thing a stop does
         stopper = asyncio.create_task(stop.wait())
         stages.callback(stopper.cancel)
         while not stop.is_set():
             activity.clear()
             if on_progress:
                 on_progress(snapshot())
-            if once and all(a.idle for a in admissions.values()) and pool.idle:
+            if notifier.enabled:
+                status.offer(_status_line(snapshot(), watches.waiting, pool.stats.queued))
+            if once and watches.idle and pool.idle:
                 await hooks.drain()  # `once` exits after its files' hooks have run
                 break
             if once and pool.account_problem and (pool.key_refused or not pool.paid_in_flight):
@@ -249,19 +304,6 @@ def _callback(config: cfgmod.Config) -> tuple[str, str] | None:
     return token, callback_url(config.callback.url, token)
 
 
-async def _watch(config: cfgmod.Config, admission: Admission, stages: contextlib.AsyncExitStack,
-                 loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
-    """Start watching one job's inbox (its stop on the stack); the task that keeps it watched."""
-    watch_trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
-    watcher = InboxWatcher(admission.inbox, admission.report, loop=loop,
-                           mode=config.watch.mode, poll_interval_s=config.watch.poll_interval_seconds,
-                           on_trouble=watch_trouble.set, on_overflow=admission.spawn_scan)
-    await asyncio.to_thread(watcher.start)
-    stages.push_async_callback(asyncio.to_thread, watcher.stop)
-    return asyncio.create_task(keep_watching(watcher, admission.spawn_scan, wake=watch_trouble),
-                               name=f"watch {admission.job}")
-
-
 async def _stop_stages(pool: PoolGroup, tasks: list[asyncio.Task[None]]) -> None:
     """Let uploads, downloads and moves under way finish within the grace, then end the stages."""
     await pool.shutdown(SHUTDOWN_GRACE_S)
@@ -283,7 +325,7 @@ def _listen(receiver: CallbackReceiver) -> None:
     log.info("callbacks_listening", host=host, port=port)
 
 
-async def _rescan(admissions: list[Admission], every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        await asyncio.gather(*(admission.spawn_scan() for admission in admissions))
+def _status_line(outcome: Outcome, settling: int, queued: int) -> str:
+    """systemd's STATUS=: what `systemctl status` shows under the unit."""
+    return (f"{outcome.in_flight} in flight, {settling + queued} waiting, {outcome.done} done, "
+            f"{outcome.quarantined} quarantined")

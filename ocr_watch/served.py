@@ -9,12 +9,18 @@
   kept, get the options that version would have sent, at the first start (`fix_legacy`).
 - Hooks: one runner for the daemon; a file's hook is submitted when its state is final
   (`HookDispatch`), with its facts, never its key or password.
+- Watching: a watcher per job's inbox, its supervisor, and the rescans of every inbox
+  (`Watches`); a reload changes their timings (`set_rescan`, `set_poll_interval`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -28,9 +34,13 @@ from ocr_watch.pool.group import PoolGroup
 from ocr_watch.pool.settings import JobPlace
 from ocr_watch.recorder import NULL, Recorder
 from ocr_watch.results.hooks import HookEvent, HookFacts, HookRunner
+from ocr_watch.watch import InboxWatcher, keep_watching
 
-__all__ = ["RETIRED_REPORTS", "SHARED_KEY", "HookDispatch", "build_pools", "fix_legacy", "pool_settings",
-           "row_options"]
+if TYPE_CHECKING:
+    from ocr_watch.admission import Admission
+
+__all__ = ["RETIRED_REPORTS", "SHARED_KEY", "HookDispatch", "Watches", "build_pools", "fix_legacy", "pool_settings",
+           "reconfigure_pools", "row_options"]
 
 log = structlog.get_logger("ocr_watch.daemon")
 
@@ -102,6 +112,13 @@ def build_pools(config: cfgmod.Config, journal: Journal, url: str | None, planne
     return PoolGroup(pools, of_job), clients
 
 
+def reconfigure_pools(group: PoolGroup, config: cfgmod.Config, url: str | None) -> None:
+    """A reload: each key's pool takes its jobs' new settings (the keys and jobs are the same:
+    a change of those needs a restart)."""
+    for name, (_, jobs) in _keys(config).items():
+        group.pools[name].reconfigure(pool_settings(config, jobs, url))
+
+
 def fix_legacy(config: cfgmod.Config, journal: Journal, rows: list[Row]) -> list[Row]:
     """The live rows the configured jobs serve, each with its options fixed. A row of an older
     journal (no options) gets what that version sent: its job's options now. Rows of a job no
@@ -164,3 +181,70 @@ def _source_now(job: cfgmod.Job, rows: list[Row]) -> Path | None:
     deleted = job.on_success is OnSuccess.DELETE and all(
         r.state is FileState.DONE and not r.last_error for r in rows)
     return None if deleted else job.folders.inbox / rows[0].rel
+
+
+class Watches:
+    """Every job's inbox watched (a watcher and its supervisor each) and rescanned."""
+
+    def __init__(self, config: cfgmod.Config, admissions: Mapping[str, Admission]) -> None:
+        self._config = config
+        self._admissions = admissions
+        self._watchers: list[InboxWatcher] = []
+        self._rescan_s = config.watch.rescan_seconds
+        self._rescan_changed = asyncio.Event()
+
+    @property
+    def idle(self) -> bool:
+        return all(a.idle for a in self._admissions.values())
+
+    @property
+    def waiting(self) -> int:
+        """Files seen, not yet admitted, in every inbox."""
+        return sum(a.waiting for a in self._admissions.values())
+
+    def healthy(self) -> bool:
+        """For the systemd watchdog, from its thread: no watcher's thread died unnoticed."""
+        return all(w.thread_alive() for w in list(self._watchers))
+
+    async def start(self, stages: contextlib.AsyncExitStack, loop: asyncio.AbstractEventLoop
+                    ) -> list[asyncio.Task[None]]:
+        """Watch every inbox (each stop on the stack); the tasks that keep them watched."""
+        tasks = []
+        watch = self._config.watch
+        for admission in self._admissions.values():
+            trouble = asyncio.Event()  # the inbox itself was deleted: check the watch at once
+            watcher = InboxWatcher(admission.inbox, admission.report, loop=loop, mode=watch.mode,
+                                   poll_interval_s=watch.poll_interval_seconds, on_trouble=trouble.set,
+                                   on_overflow=admission.spawn_scan)
+            await asyncio.to_thread(watcher.start)
+            self._watchers.append(watcher)
+            stages.push_async_callback(asyncio.to_thread, watcher.stop)
+            tasks.append(asyncio.create_task(keep_watching(watcher, admission.spawn_scan, wake=trouble),
+                                             name=f"watch {admission.job}"))
+        return tasks
+
+    async def set_poll_interval(self, seconds: float) -> None:
+        """A reload: polling observers list their inbox every `seconds` (restarted for it, and
+        their inbox scanned for what came meanwhile)."""
+        for watcher, admission in zip(self._watchers, self._admissions.values(), strict=False):
+            if watcher.set_poll_interval(seconds) and await asyncio.to_thread(watcher.restart):
+                admission.spawn_scan()
+
+    def set_rescan(self, every_s: float) -> None:
+        """A reload: a rescan every `every_s` from now on (0: none), counted from the last."""
+        self._rescan_s = every_s
+        self._rescan_changed.set()
+
+    async def rescans(self, every_s: float) -> None:
+        """Scan every inbox every `every_s` (0: none) until cancelled."""
+        self._rescan_s = every_s
+        last = time.monotonic()
+        while True:
+            self._rescan_changed.clear()
+            wait = last + self._rescan_s - time.monotonic() if self._rescan_s > 0 else None
+            if wait is None or wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._rescan_changed.wait(), wait)
+                    continue  # a new interval: count it from the last scan
+            await asyncio.gather(*(a.spawn_scan() for a in self._admissions.values()))
+            last = time.monotonic()

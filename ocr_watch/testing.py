@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["EMU_KEY", "PNG", "Daemon", "DaemonProcess", "Folders", "Workspace", "free_port", "once_on_a_terminal",
-           "png_bytes", "sha256", "wait_for"]
+__all__ = ["EMU_KEY", "PNG", "Daemon", "DaemonProcess", "Folders", "NotifyReceiver", "Workspace", "free_port",
+           "once_on_a_terminal", "png_bytes", "sha256", "wait_for"]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EMU_KEY = "emu-key"  # the key the tests' emulators accept
@@ -232,3 +233,54 @@ class DaemonProcess:
 
 
 Daemon = DaemonProcess  # the name the end-to-end tests use
+
+
+class NotifyReceiver:
+    """A datagram socket standing in for systemd's `NOTIFY_SOCKET`: it records every
+    notification with the monotonic time it arrived. `address`: a path, or `@name` for the
+    abstract namespace (as systemd writes it). Read promptly by its own thread, as systemd
+    does: a unix datagram socket's queue is short, and a sender would wait on a full one."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self._sock.settimeout(0.1)
+        self._lock = threading.Lock()
+        self._received: list[tuple[float, str]] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="notify-receiver", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._received.append((time.monotonic(), data.decode()))
+
+    @property
+    def datagrams(self) -> list[tuple[float, str]]:
+        with self._lock:
+            return list(self._received)
+
+    def values(self, key: str) -> list[tuple[float, str]]:
+        """(arrival, value) of every `key=value` line received, in order."""
+        return [(t, line.split("=", 1)[1]) for t, data in self.datagrams for line in data.split("\n")
+                if line.startswith(key + "=")]
+
+    def wait(self, key: str, value: str | None = None, timeout: float = 20.0, count: int = 1) -> float:
+        """When the `count`-th `key=value` line (any value if None) arrived."""
+        def arrived() -> float:
+            times = [t for t, v in self.values(key) if value is None or v == value]
+            return times[count - 1] if len(times) >= count else 0.0  # 0.0: not yet (a time never is)
+        return wait_for(arrived, timeout, what=f"notification {key}={value or '*'} x{count}")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self._sock.close()

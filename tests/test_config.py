@@ -142,7 +142,42 @@ class TestKeySources:
         """No key anywhere is one clear error."""
         text = MINIMAL.replace(f"key: {KEY}", "requests_per_second: 1")
         assert problems(tmp_path, text) == [
-            "api.key: no API key: set api.key, api.key_file or PICWISH_API_KEY"]
+            "api.key: no API key: set api.key, api.key_file or PICWISH_API_KEY, or give the service the "
+            "systemd credential picwish-api-key (LoadCredential=picwish-api-key:FILE)"]
+
+    def test_systemd_credential_when_no_other_source(self, tmp_path: Path) -> None:
+        """With none of the three set, $CREDENTIALS_DIRECTORY/picwish-api-key gives the key."""
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / "picwish-api-key").write_text(KEY + "\n")
+        text = MINIMAL.replace(f"key: {KEY}", "requests_per_second: 1")
+        config = load_config(write(tmp_path, text), env={"CREDENTIALS_DIRECTORY": str(creds)})
+        assert config.api.key.reveal() == KEY
+
+    def test_systemd_credential_yields_to_a_configured_key(self, tmp_path: Path) -> None:
+        """A key the file or the environment gives wins over the credential, without a conflict."""
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / "picwish-api-key").write_text("credential-key-not-used")
+        config = load_config(write(tmp_path, MINIMAL), env={"CREDENTIALS_DIRECTORY": str(creds)})
+        assert config.api.key.reveal() == KEY
+        text = MINIMAL.replace(f"key: {KEY}", "requests_per_second: 1")
+        config = load_config(write(tmp_path, text), env={"CREDENTIALS_DIRECTORY": str(creds),
+                                                         "PICWISH_API_KEY": KEY})
+        assert config.api.key.reveal() == KEY
+
+    def test_credentials_directory_without_ours_is_no_key(self, tmp_path: Path) -> None:
+        """A credentials folder without picwish-api-key leaves the usual "no API key" problem."""
+        text = MINIMAL.replace(f"key: {KEY}", "requests_per_second: 1")
+        found = problems(tmp_path, text, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+        assert has(found, "api.key", "no API key", "picwish-api-key")
+
+    def test_empty_credential(self, tmp_path: Path) -> None:
+        """An empty credential file is not a key."""
+        (tmp_path / "picwish-api-key").write_text("\n")
+        text = MINIMAL.replace(f"key: {KEY}", "requests_per_second: 1")
+        found = problems(tmp_path, text, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+        assert has(found, "credential picwish-api-key", "empty")
 
     def test_two_sources(self, tmp_path: Path) -> None:
         """A key in the file and in the environment is ambiguous."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -138,3 +139,62 @@ def test_an_exception_python_cannot_raise_is_a_json_line(stream: io.StringIO) ->
     assert "Holder.__del__" in event["object"] and event["error"] == "RuntimeError"
     assert "RuntimeError: closing with ***" in event["exception"]
     assert KEY not in stream.getvalue()
+
+
+def test_our_events_name_their_logger(stream: io.StringIO) -> None:
+    """`logger` is the name given to get_logger, as a library record's is its own."""
+    structlog.get_logger("ocr_watch.pool").info("file_done")
+    structlog.get_logger().info("nameless")
+    logging.getLogger("watchdog").warning("theirs")
+    assert [(e["event"], e["logger"]) for e in lines(stream)] == [
+        ("file_done", "ocr_watch.pool"), ("nameless", "ocr_watch"), ("theirs", "watchdog")]
+
+
+@pytest.fixture
+def journal_stream() -> Iterator[io.StringIO]:
+    """Configured as when stderr is the journal: every line starts with its syslog priority."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    out = io.StringIO()
+    logs.configure("debug", secrets=[KEY], json=True, stream=out, journal=True)
+    yield out
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()
+
+
+def test_journal_lines_carry_their_priority(journal_stream: io.StringIO) -> None:
+    log = structlog.get_logger("ocr_watch.x")
+    log.debug("d")
+    log.info("i")
+    log.warning("w", key_used=KEY)
+    log.error("e")
+    logging.getLogger("watchdog").warning("library")
+    rows = journal_stream.getvalue().splitlines()
+    assert [row[:3] for row in rows] == ["<7>", "<6>", "<4>", "<3>", "<4>"]
+    assert [json.loads(row[3:])["event"] for row in rows] == ["d", "i", "w", "e", "library"]
+    assert KEY not in journal_stream.getvalue()
+
+
+def test_stderr_is_the_journal_only_when_journal_stream_names_it(tmp_path: Any) -> None:
+    """JOURNAL_STREAM is dev:ino of the journal's stream: it must be the fd's own."""
+    with open(tmp_path / "a", "w") as a, open(tmp_path / "b", "w") as b:
+        st = os.fstat(a.fileno())
+        env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        assert logs.stderr_is_journal(env, a.fileno())
+        assert not logs.stderr_is_journal(env, b.fileno())  # inherited, but stderr was redirected
+        assert not logs.stderr_is_journal({}, a.fileno())
+        assert not logs.stderr_is_journal({"JOURNAL_STREAM": "junk"}, a.fileno())
+
+
+def test_a_reload_changes_the_level_and_adds_a_secret(stream: io.StringIO) -> None:
+    log = structlog.get_logger("ocr_watch")
+    log.debug("hidden")
+    logs.set_level("debug")
+    log.debug("shown")
+    logging.getLogger("lib").debug("library debug")
+    logs.add_secrets(["new-password-123"])
+    log.info("masked", password="new-password-123", key=KEY)
+    assert [e["event"] for e in lines(stream)] == ["shown", "library debug", "masked"]
+    assert lines(stream)[-1]["password"] == "***" and lines(stream)[-1]["key"] == "***"

@@ -46,6 +46,7 @@ from .body import Coalesced, close_upload
 from .errors import RateLimited, ServerError
 from .models import CreateOptions, Task
 from .ratelimit import TokenBucket
+from .throttled import RateLimitLog
 
 __all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
 
@@ -137,6 +138,7 @@ class PicWishClient:
         self._calls: Counter[str] = Counter()
         self._rate_limited = 0
         self._retries = 0
+        self._throttles = RateLimitLog()
 
     def __repr__(self) -> str:
         return f"PicWishClient(base_url={self._base_url!r}, api_key='***', bucket={self.bucket!r})"
@@ -166,6 +168,10 @@ class PicWishClient:
             "retries": self._retries,
             "bucket": self.bucket.stats,
         }
+
+    def set_rate(self, requests_per_second: float) -> None:
+        """Space calls for this rate from now on (a reload of api.requests_per_second)."""
+        self.bucket.set_rate(requests_per_second)
 
     # -- API host ----------------------------------------------------------------------
 
@@ -277,6 +283,7 @@ class PicWishClient:
             if status == 429:
                 self._rate_limited += 1
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                self._throttles.received(kind, retry_after)
                 self.bucket.penalize(retry_after)
                 if attempt >= self._max_rate_limit_retries:
                     raise RateLimited(

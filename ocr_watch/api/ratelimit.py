@@ -136,6 +136,20 @@ class TokenBucket:
             self._tokens = 1.0
         self._wake()
 
+    def set_rate(self, rate_per_s: float) -> None:
+        """A new configured rate (a reload): the next token comes at it, and a rate lowered by
+        429s keeps its fraction of the new ceiling."""
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        self._refill(self._clock())  # tokens earned so far at the old rate
+        self._effective_rate = rate_per_s * (self._effective_rate / self._rate)
+        self._rate = float(rate_per_s)
+        d = self._dispatcher
+        if d is not None and not d.done():
+            d.cancel()  # it may be asleep for a delay worked out at the old rate
+            self._dispatcher = None
+        self._wake()
+
     def note_success(self) -> None:
         """A call went through: recover the rate gradually after penalties."""
         self._streak = 0

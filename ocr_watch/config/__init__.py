@@ -16,6 +16,7 @@ but the choices.
 
 from .checks import KNOWN_LANGUAGES, Listen, listen_text
 from .describe import describe
+from .diff import Change, changed, changed_keys, take
 from .folders import OWNER_FILE, default_state_dir, plan_folders, prepare_folders, read_owner, read_owners
 from .globs import Glob
 from .job import SIMPLE_JOB, FoldersSection, HooksSection, Job, JobApiSection, OcrSection, Rule, RuleOcr
@@ -38,6 +39,7 @@ __all__ = [
     "SIMPLE_JOB",
     "ApiSection",
     "CallbackSection",
+    "Change",
     "Config",
     "ConfigError",
     "FileOptions",
@@ -55,6 +57,8 @@ __all__ = [
     "RuleOcr",
     "Secret",
     "WatchSection",
+    "changed",
+    "changed_keys",
     "default_state_dir",
     "describe",
     "listen_text",
@@ -65,4 +69,5 @@ __all__ = [
     "read_owners",
     "resolve_options",
     "secrets_in",
+    "take",
 ]

@@ -16,11 +16,14 @@ from urllib.parse import urlsplit
 from .globs import Glob, GlobError
 from .schema import Check, Reader, Secret, type_name
 
-__all__ = ["API_KEY_ENV", "FORMATS", "KNOWN_LANGUAGES", "Listen", "argv", "choice", "file", "folder",
-           "formats", "glob", "integer", "language", "listen", "listen_text", "number", "password",
+__all__ = ["API_KEY_CREDENTIAL", "API_KEY_ENV", "FORMATS", "KNOWN_LANGUAGES", "Listen", "argv", "choice", "file",
+           "folder", "formats", "glob", "integer", "language", "listen", "listen_text", "number", "password",
            "read_job_key", "read_key", "read_password", "url"]
 
 API_KEY_ENV = "PICWISH_API_KEY"
+# A systemd credential (`LoadCredential=picwish-api-key:/etc/...`), read from the folder
+# systemd names in CREDENTIALS_DIRECTORY; used only when none of the three above is set.
+API_KEY_CREDENTIAL = "picwish-api-key"
 MAX_LANGUAGES = 10
 MAX_PASSWORD_CHARS = 32
 FORMATS = ("txt", "pdf", "docx", "xlsx", "pptx")
@@ -190,6 +193,15 @@ def url(*, allow_query: bool, userinfo_hint: str, secret: str, strip_slash: bool
     return check
 
 
+def _credential(env: Mapping[str, str]) -> Path | None:
+    """The credential file systemd provides, if it exists (CREDENTIALS_DIRECTORY is absolute)."""
+    folder = env.get("CREDENTIALS_DIRECTORY", "")
+    if not folder.startswith("/"):
+        return None
+    path = Path(folder) / API_KEY_CREDENTIAL
+    return path if path.is_file() else None
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -276,13 +288,14 @@ def password(r: Reader, key: str, value: Any) -> Secret | None:
 
 
 def read_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | None:
-    """The API key from exactly one of ``<dotted>``, ``<dotted>_file`` or API_KEY_ENV."""
+    """The API key from exactly one of ``<dotted>``, ``<dotted>_file`` or API_KEY_ENV; with
+    none of them, from the systemd credential API_KEY_CREDENTIAL if there is one."""
     return _read_key(r, section, dotted, API_KEY_ENV)
 
 
 def read_job_key(r: Reader, section: Mapping[str, Any], dotted: str) -> Secret | None:
-    """A job's own API key, from ``<dotted>`` or ``<dotted>_file`` (the environment variable is
-    the shared key's); None if neither is given."""
+    """A job's own API key, from ``<dotted>`` or ``<dotted>_file`` (the environment variable and
+    the credential are the shared key's); None if neither is given."""
     return _read_key(r, section, dotted, None)
 
 
@@ -296,9 +309,13 @@ def _read_key(r: Reader, section: Mapping[str, Any], dotted: str, env: str | Non
         sources.append(file_key)
     if env is not None and r.env.get(env):
         sources.append(env)
+    credential = _credential(r.env) if env is not None else None  # the shared key's only
+    if not sources and credential is not None:
+        sources.append(f"credential {API_KEY_CREDENTIAL}")
     if not sources:
         if env is not None:
-            r.problem(dotted, f"no API key: set {dotted}, {file_key} or {env}")
+            r.problem(dotted, f"no API key: set {dotted}, {file_key} or {env}, or give the service the "
+                              f"systemd credential {API_KEY_CREDENTIAL} (LoadCredential={API_KEY_CREDENTIAL}:FILE)")
         return None
     if len(sources) > 1:
         r.problem(dotted, f"more than one API key source ({', '.join(sources)}); keep exactly one")
@@ -320,6 +337,13 @@ def _read_key(r: Reader, section: Mapping[str, Any], dotted: str, env: str | Non
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
             r.problem(file_key, f"cannot read {key_file}: {reason}")
+            return None
+    elif credential is not None and source == f"credential {API_KEY_CREDENTIAL}":
+        try:
+            value = credential.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            r.problem(dotted, f"cannot read the credential {credential}: {reason}")
             return None
     else:
         value = r.env[source].strip()

@@ -143,7 +143,7 @@ class Creation:
         """Whether the row took a task in flight, or a live result, of the same content."""
         sha = row.sha256
         assert sha is not None
-        key = row.options_key
+        key = row.options_key  # what it was admitted with, even across a reload
         twin = self._journal.shareable_task(sha, key, exclude_id=row.id)
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)

@@ -167,7 +167,8 @@ class Delivery:
             return row
         assert row.sha256 is not None
         for index, candidate in enumerate(output_candidates(PurePosixPath(row.rel),
-                                                            row.format or "txt", row.sha256)):
+                                                            self._settings.create_options(row).format,
+                                                            row.sha256)):
             if changed and index == 0:
                 continue
             name = candidate.as_posix()

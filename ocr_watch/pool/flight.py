@@ -46,6 +46,12 @@ class Flight:
     def add(self, row_id: int) -> None:
         self._rows.add(row_id)
 
+    def set_limit(self, limit: int) -> None:
+        """A new `max_in_flight` (a reload): more room is used at once; with less, files in
+        flight finish and no new one starts until there is room under the new limit."""
+        self._limit = limit
+        self._freed.set()
+
     async def room(self) -> None:
         """Wait until a slot is free."""
         while len(self._rows) >= self._limit:

@@ -98,6 +98,7 @@ class Pool:
         spent, results stored), for the metrics."""
         self._journal = journal
         self._on_change = on_change
+        self._settings = settings
         policy = ErrorPolicy(max_attempts=settings.max_attempts, backoff_initial_s=settings.backoff_initial_s,
                              backoff_max_s=settings.backoff_max_s, rng=rng)
         self._account = AccountGate(on_change=on_change)
@@ -147,6 +148,13 @@ class Pool:
     def paid_in_flight(self) -> int:
         """Files in flight whose task exists (paid for): what `once` lets finish on a refusal."""
         return self._flight.paid()
+
+    def reconfigure(self, settings: PoolSettings) -> list[str]:
+        """A reload: the RELOADABLE settings from `settings` apply to the files that come next
+        (a file in flight keeps what it was admitted with); the names of those that changed."""
+        changed = self._settings.update(settings)
+        self._flight.set_limit(self._settings.max_in_flight)
+        return changed
 
     def deliver(self, task: Task) -> None:
         """A callback's news of a task (the callback receiver hands it over on the loop)."""

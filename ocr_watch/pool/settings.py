@@ -1,4 +1,12 @@
-"""What the pool needs to know, as plain values (the daemon maps the YAML config onto it)."""
+"""What the pool needs to know, as plain values (the daemon maps the YAML config onto it).
+
+The pool's parts share one instance and read it at each use, never copying a value, so a
+reload (SIGHUP) that changes a field in `RELOADABLE` in place (`update`, on the loop,
+between two awaits) reaches the next file every part handles. What a file was admitted
+with stays its own: its format, language, password and the rule that matched are in its
+journal row (`create_options`), so a file queued before a reload is created, shared and
+named as admitted. A job's `on_success` (in `places`) is decided when a file ends.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,11 @@ from ocr_watch.api import CreateOptions
 from ocr_watch.choices import OnSuccess
 from ocr_watch.journal import Row
 
-__all__ = ["JobPlace", "PoolSettings"]
+__all__ = ["RELOADABLE", "JobPlace", "PoolSettings"]
+
+# The fields a reload may change in place (a job's folders do not change without a restart:
+# reload.py says so; its on_success does, through `places`).
+RELOADABLE = ("places", "max_in_flight")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,9 +38,9 @@ class JobPlace:
     on_success: OnSuccess
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class PoolSettings:
-    """Every value a user can set comes from the config (`daemon.pool_settings`), which alone
+    """Every value a user can set comes from the config (`served.pool_settings`), which alone
     holds their defaults; the two here are the pool's own and not configurable.
 
     A file's OCR options are not here: they were fixed when it was admitted and are in its
@@ -65,3 +77,10 @@ class PoolSettings:
             raise RuntimeError(f"row {row.id} has no options fixed (a row of an older version not resumed)")
         return CreateOptions(format=row.format, language=row.language, password=row.password,
                              callback_url=self.callback_url)
+
+    def update(self, new: PoolSettings) -> list[str]:
+        """Take `new`'s values of the RELOADABLE fields; the names of those that changed."""
+        changed = [name for name in RELOADABLE if getattr(self, name) != getattr(new, name)]
+        for name in changed:
+            setattr(self, name, getattr(new, name))
+        return changed

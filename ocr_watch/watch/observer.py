@@ -205,6 +205,20 @@ class InboxWatcher:
                 return Health.OK  # stopped or restarted meanwhile: this look is out of date
         return verdict
 
+    def thread_alive(self) -> bool:
+        """Cheap, from any thread (the systemd watchdog's): False only when an observer runs
+        that has not been stopped and its thread is dead (what `health()` calls DEAD). Between
+        a lost inbox and its return there is no observer, and that is being cured: True."""
+        observer = self._observer
+        return self._closed or observer is None or observer.is_alive()
+
+    def set_poll_interval(self, seconds: float) -> bool:
+        """A reload: the polling observer lists the inbox every `seconds`. True if the one
+        running must be restarted for it (a polling one); a native one has no interval."""
+        changed = seconds != self.poll_interval_s
+        self.poll_interval_s = seconds
+        return changed and self.kind == "polling"
+
     def drop(self) -> None:
         """The inbox is lost: stop its observer and ignore whatever the old watch still says."""
         with self._lock:
