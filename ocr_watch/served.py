@@ -121,7 +121,7 @@ def reconfigure_pools(group: PoolGroup, config: cfgmod.Config, url: str | None) 
 
 def fix_legacy(config: cfgmod.Config, journal: Journal, rows: list[Row]) -> list[Row]:
     """The live rows the configured jobs serve, each with its options fixed. A row of an older
-    journal (no options) gets what that version sent: its job's options now. Rows of a job no
+    journal (no options) gets what that version sent (`_legacy_options`). Rows of a job no
     longer configured are left in the journal, said once a job: add the job back to finish them."""
     jobs = {job.name: job for job in config.jobs}
     served: list[Row] = []
@@ -132,12 +132,22 @@ def fix_legacy(config: cfgmod.Config, journal: Journal, rows: list[Row]) -> list
             orphans[row.job] = orphans.get(row.job, 0) + 1
             continue
         if row.format is None:
-            row = journal.fix_options(row.id, row_options(job, row.rel)[0])
+            row = journal.fix_options(row.id, _legacy_options(job, row))
         served.append(row)
     for name, count in orphans.items():
         log.warning("job_not_configured", job=name, files=count,
                     action="left in the journal; add the job back to the configuration to finish them")
     return served
+
+
+def _legacy_options(job: cfgmod.Job, row: Row) -> RowOptions:
+    """What an older version sent a row with: the format and language of its options key
+    (kept at its admission), and its job's password (read at each upload then)."""
+    now = row_options(job, row.rel)[0]
+    fmt, sep, language = row.options_key.partition("|")
+    if not (sep and fmt and language):
+        return now
+    return RowOptions(fmt, language, now.password, None)
 
 
 class HookDispatch:
@@ -151,7 +161,7 @@ class HookDispatch:
     def ended(self, row: Row, ended: Ended | None) -> None:
         """`row` left flight; a file in several formats runs its hook once, when its last row ends."""
         job = self._jobs.get(row.job)
-        if job is None or ended is None:
+        if job is None or ended is None or not (job.hooks.on_done or job.hooks.on_quarantine):
             return
         rows = [row, *self._journal.siblings(row)]
         if any(r.state not in (FileState.DONE, FileState.QUARANTINED) for r in rows):

@@ -25,13 +25,13 @@ def test_an_older_journals_live_rows_get_their_jobs_options_and_other_jobs_rows_
                                  "ocr: {format: docx, language: English, password_file: pw}\n"
                                  "api: {key: k-123456}\n")
     journal = Journal(tmp_path / "j.sqlite3")
-    old = journal.add("a.png", STAMP, "docx|English")  # as version 6 wrote it: no options
+    old = journal.add("a.png", STAMP, "txt|German")  # as version 6 wrote it: no options, its key
     fixed_before = journal.add_file("b.png", STAMP, [RowOptions("txt", "German")])[0]
     gone = journal.add_file("c.png", STAMP, [RowOptions("txt", "English")], job="removed")[0]
     served = fix_legacy(config, journal, journal.live_rows())
     assert [row.id for row in served] == [old.id, fixed_before.id], "a removed job's row is not served"
     a, b = served
-    assert (a.format, a.language, a.password) == ("docx", "English", "open-sesame")
+    assert (a.format, a.language, a.password) == ("txt", "German", "open-sesame"), "its key's, the job's password"
     assert (b.format, b.language, b.password) == ("txt", "German", None), "options fixed at admission stay"
     assert journal.get(gone.id).format == "txt"
 
