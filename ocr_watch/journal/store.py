@@ -22,7 +22,7 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,10 @@ _MIGRATIONS = {
        " WHERE state NOT IN ('done', 'quarantined');"
        "DROP INDEX files_rel;"
        "CREATE INDEX files_rel ON files(job, rel);"
+       # an output name is a job's outbox's: two jobs may each write a.txt at once
+       "DROP INDEX files_live_output;"
+       "CREATE UNIQUE INDEX files_live_output ON files(job, output_rel)"
+       " WHERE output_rel IS NOT NULL AND state NOT IN ('done', 'quarantined');"
        "CREATE INDEX files_batch ON files(batch) WHERE batch IS NOT NULL;",
 }
 
@@ -120,6 +124,11 @@ def _private_file(path: Path) -> None:
             os.fchmod(fd, _FILE_MODE)
     finally:
         os.close(fd)
+
+
+def _among(jobs: Collection[str] | None) -> str:
+    """A condition on the job column for `jobs` (their values follow the others'); none: any."""
+    return "" if jobs is None else f" AND job IN ({', '.join('?' * len(jobs))})"
 
 
 class Journal(Transitions):
@@ -287,21 +296,25 @@ class Journal(Transitions):
     def rows_for_task(self, task_id: str) -> list[Row]:
         return self._select("task_id = ? AND state NOT IN ('done', 'quarantined') ORDER BY id", (task_id,))
 
-    def shareable_task(self, sha256: str, options_key: str, *, exclude_id: int) -> Row | None:
-        """Another live row of the same content and options that has a task: share it, pay once."""
+    def shareable_task(self, sha256: str, options_key: str, *, exclude_id: int,
+                       jobs: Collection[str] | None = None) -> Row | None:
+        """Another live row of the same content and options that has a task: share it, pay once.
+        `jobs`: only theirs (the jobs of one API key: a task is its account's)."""
         rows = self._select(
             "sha256 = ? AND options_key = ? AND id != ? AND task_id IS NOT NULL"
-            " AND state IN ('polling', 'downloading') ORDER BY id LIMIT 1",
-            (sha256, options_key, exclude_id),
+            f" AND state IN ('polling', 'downloading'){_among(jobs)} ORDER BY id LIMIT 1",
+            (sha256, options_key, exclude_id, *(jobs or ())),
         )
         return rows[0] if rows else None
 
-    def reusable_result(self, sha256: str, options_key: str, *, not_before: float) -> Row | None:
-        """A row of the same content whose result URL was learnt after `not_before` (still valid)."""
+    def reusable_result(self, sha256: str, options_key: str, *, not_before: float,
+                        jobs: Collection[str] | None = None) -> Row | None:
+        """A row of the same content whose result URL was learnt after `not_before` (still valid);
+        `jobs`: only theirs (a fresh link is asked for with the task's own key)."""
         rows = self._select(
-            "sha256 = ? AND options_key = ? AND result_url IS NOT NULL AND result_url_at >= ?"
+            f"sha256 = ? AND options_key = ? AND result_url IS NOT NULL AND result_url_at >= ?{_among(jobs)}"
             " ORDER BY result_url_at DESC LIMIT 1",
-            (sha256, options_key, not_before),
+            (sha256, options_key, not_before, *(jobs or ())),
         )
         return rows[0] if rows else None
 
@@ -317,10 +330,12 @@ class Journal(Transitions):
                 (job, row_id, limit))
         return [r[0] for r in cur]
 
-    def output_taken(self, output_rel: str, *, exclude_id: int) -> bool:
+    def output_taken(self, output_rel: str, *, exclude_id: int, job: str = "default") -> bool:
+        """Whether another live row of `job` has reserved this output name (in its outbox)."""
         cur = self._db.execute(
-            "SELECT 1 FROM files WHERE output_rel = ? AND id != ? AND state NOT IN ('done', 'quarantined')",
-            to_params((output_rel, exclude_id)),
+            "SELECT 1 FROM files WHERE job = ? AND output_rel = ? AND id != ?"
+            " AND state NOT IN ('done', 'quarantined')",
+            to_params((job, output_rel, exclude_id)),
         )
         return cur.fetchone() is not None
 

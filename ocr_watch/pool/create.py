@@ -144,7 +144,8 @@ class Creation:
         sha = row.sha256
         assert sha is not None
         key = row.options_key  # what it was admitted with, even across a reload
-        twin = self._journal.shareable_task(sha, key, exclude_id=row.id)
+        jobs = tuple(self._settings.places)  # this key's jobs: a task belongs to its account
+        twin = self._journal.shareable_task(sha, key, exclude_id=row.id, jobs=jobs)
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
             row = self._journal.polling(
@@ -157,7 +158,7 @@ class Creation:
                 self._poller.track(row.task_id, row.task_created_at or self._wall())
             return True
         earlier = self._journal.reusable_result(
-            sha, key, not_before=self._wall() - self._settings.result_reuse_s
+            sha, key, not_before=self._wall() - self._settings.result_reuse_s, jobs=jobs
         )
         if earlier is not None and earlier.result_url:
             log.info("result_reused", file=row.rel, task_id=earlier.task_id, with_file=earlier.rel)

@@ -172,7 +172,7 @@ class Delivery:
             if changed and index == 0:
                 continue
             name = candidate.as_posix()
-            if self._journal.output_taken(name, exclude_id=row.id):
+            if self._journal.output_taken(name, exclude_id=row.id, job=row.job):
                 continue
             if await asyncio.to_thread((self._settings.place(row).outbox / name).exists):
                 continue

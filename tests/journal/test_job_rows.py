@@ -47,3 +47,30 @@ def test_a_version_6_row_has_no_options_until_they_are_fixed(tmp_path: Path) -> 
     fixed = journal.fix_options(old.id, RowOptions("txt", "English", "secret", None))
     assert (fixed.format, fixed.language, fixed.password, fixed.state) == ("txt", "English", "secret",
                                                                            FileState.QUEUED)
+
+
+def test_an_output_name_is_reserved_once_per_job(tmp_path: Path) -> None:
+    """Two jobs' outboxes are two folders: each may write a.txt while the other does."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    a = journal.add_file("a.png", STAMP, [RowOptions("txt", "English")], job="one")[0]
+    b = journal.add_file("a.png", STAMP, [RowOptions("txt", "English")], job="two")[0]
+    journal.output_reserved(a.id, "a.txt")
+    assert not journal.output_taken("a.txt", exclude_id=b.id, job="two")
+    assert journal.output_reserved(b.id, "a.txt").output_rel == "a.txt"
+    c = journal.add_file("c.png", STAMP, [RowOptions("txt", "English")], job="one")[0]
+    assert journal.output_taken("a.txt", exclude_id=c.id, job="one")
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.output_reserved(c.id, "a.txt")
+
+
+def test_a_task_is_shared_only_among_the_jobs_of_its_key(tmp_path: Path) -> None:
+    """A task belongs to the account that made it: a job with another key never joins it."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    first = journal.add_file("a.png", STAMP, [RowOptions("txt", "English")], job="one")[0]
+    journal.polling(first.id, task_id="t1", task_created_at=1.0, sha256="ab")
+    journal.downloading(first.id, result_url="https://r/1", result_url_at=10.0)
+    other = journal.add_file("a.png", STAMP, [RowOptions("txt", "English")], job="two")[0]
+    assert journal.shareable_task("ab", "txt|English", exclude_id=other.id, jobs=("two",)) is None
+    assert journal.shareable_task("ab", "txt|English", exclude_id=other.id, jobs=("one", "two")) is not None
+    assert journal.reusable_result("ab", "txt|English", not_before=0.0, jobs=("two",)) is None
+    assert journal.reusable_result("ab", "txt|English", not_before=0.0, jobs=("one",)) is not None
