@@ -102,7 +102,6 @@ def test_three_jobs_on_one_key_each_file_with_its_jobs_or_rules_options(
     assert SECRET_PW not in daemon.log_path.read_text()
 
 
-@pytest.mark.slow
 def test_a_quiet_jobs_file_does_not_wait_behind_a_busy_jobs_backlog(
     tmp_path: Path, make_emulator: Callable[..., Emulator], daemon_factory: Callable[[Path], Daemon]
 ) -> None:
