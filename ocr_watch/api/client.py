@@ -1,8 +1,10 @@
 """The only code that talks to the paid PicWish OCR service: create, query, download.
 
 Every call to the API host first takes a token from one shared :class:`TokenBucket`, so
-the key's rate limit holds however many files are in flight; a 429 slows the bucket and
-the same request is sent again (a 429'd create created nothing). Every other failure is
+the key's rate limit holds however many files are in flight, and passes the bucket's gate
+right before its headers are written (httpcore's ``trace`` hook), so no two requests'
+headers leave closer than ``1/rate + margin_s``; a 429 slows the bucket and the same
+request is sent again (a 429'd create created nothing). Every other failure is
 translated once, by :mod:`ocr_watch.api.answers`, into the tree in :mod:`ocr_watch.api.errors`.
 
 The API key travels only in an ``X-API-KEY`` header added to each API-host request; it is
@@ -48,7 +50,7 @@ from .models import CreateOptions, Task
 from .ratelimit import TokenBucket
 from .throttled import RateLimitLog
 
-__all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
+__all__ = ["DEFAULT_RATE_MARGIN_S", "DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
 
 # connect: a healthy service answers fast; write/read are per socket operation, so 120 s
 # survives a stalled slow link during a 200 MB upload and the service's wait before it
@@ -60,6 +62,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=60.0
 DEFAULT_ANSWER_TIMEOUT_S = 60.0  # from the request sent whole (a create: its upload) to the answer read whole
 DEFAULT_DOWNLOAD_MIN_BPS = 16 * 1024.0  # a result download slower than this on average is abandoned...
 DOWNLOAD_GRACE_S = 30.0  # ...once this much time has passed (a slow start is not a stall)
+
+# Added to 1/rate between two API requests' headers (config: api.rate_margin_seconds): what
+# a strict gateway needs to never see two closer than 1/rate; measured in bench/throughput.py.
+DEFAULT_RATE_MARGIN_S = 0.01
 
 _TASKS_PATH = "/api/tasks/document/ocr"
 # The account's balance: seen in public client code, not in the OCR reference (answers.read_credits).
@@ -97,6 +103,7 @@ class PicWishClient:
         *,
         requests_per_second: float = 2.0,
         burst: float = 1.0,
+        margin_s: float = DEFAULT_RATE_MARGIN_S,
         timeout: httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_rate_limit_retries: int = 20,
@@ -113,7 +120,7 @@ class PicWishClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._max_rate_limit_retries = max_rate_limit_retries
-        self.bucket = TokenBucket(requests_per_second, burst)
+        self.bucket = TokenBucket(requests_per_second, burst, margin_s=margin_s)
         # No default headers: the key is added per request, to API-host calls only.
         # API calls are small and spaced by the bucket, so a few kept-alive connections
         # serve them; a small pool is also cheap, since httpcore checks every pooled
@@ -210,6 +217,7 @@ class PicWishClient:
                     data=options.form_fields(),
                     files={"image_file": (filename, cast(IO[bytes], handle), mime)},
                     headers=self._key_header(),
+                    extensions={"trace": self._trace},
                 )
                 request.stream = Coalesced(request.stream)
                 request.stream.before_last = before_last
@@ -237,7 +245,8 @@ class PicWishClient:
         url = f"{self._base_url}{_TASKS_PATH}/{urllib.parse.quote(task_id, safe='')}"
 
         def build() -> httpx.Request:
-            return self._http.build_request("GET", url, headers=self._key_header())
+            return self._http.build_request("GET", url, headers=self._key_header(),
+                                            extensions={"trace": self._trace})
 
         body, sent_at = await self._call("query", build, priority)
         data = body.get("data")
@@ -259,6 +268,12 @@ class PicWishClient:
 
     def _key_header(self) -> dict[str, str]:
         return {"X-API-KEY": self._api_key}
+
+    async def _trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: the bucket's gate just before an API request's headers go out
+        (after any wait for a connection; httpcore writes them without yielding after this)."""
+        if event.endswith(".send_request_headers.started"):
+            await self.bucket.before_send()
 
     async def _call(
         self, kind: Kind, build: Callable[[], httpx.Request], priority: int
