@@ -42,8 +42,8 @@ def test_restart_right_after_kill_9_does_not_follow_the_last_call_too_closely(
     """Killed just after its call arrived, restarted at once with a new file waiting: the new
     process's first call still comes at least 1/rate after the old one's (a fresh bucket that
     started full sent it within the restart time and got a 429)."""
-    emulator.update(requests_per_second=0.5, limiter="gateway", processing_seconds=0.2)
-    config = workspace.write_config(api={"requests_per_second": 0.5})
+    emulator.update(requests_per_second=1, limiter="gateway", processing_seconds=0.2)
+    config = workspace.write_config(api={"requests_per_second": 1})
     sources = {"first.png": workspace.drop("first.png", png_bytes(1)).read_bytes()}
     daemon = daemon_factory(config).start()
     wait_for(lambda: _api(emulator), 15, interval=0.005, what="the first process's first call")
@@ -53,7 +53,7 @@ def test_restart_right_after_kill_9_does_not_follow_the_last_call_too_closely(
     daemon = daemon_factory(config).start()
     wait_for(lambda: len(_api(emulator)) >= 2, 15, interval=0.005, what="the new process's first call")
     first_after = min(r["t"] for r in _api(emulator) if r["t"] > killed_at)
-    assert first_after - killed_at >= 2.0
+    assert first_after - killed_at >= 1.0
     wait_for(lambda: len(workspace.files(workspace.outbox)) == 2, 30, what="both outputs")
     assert daemon.terminate() == 0
     _outputs_are_right(workspace, sources)
