@@ -88,7 +88,7 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
         config = ws.write_config(
             emu.base_url,
             api={"requests_per_second": args.rps,
-                 **({} if args.margin is None else {"rate_margin_seconds": args.margin})},
+                 **({} if args.margin is None else {"rate_margin": args.margin})},
             pool={"max_in_flight": args.max_in_flight},
             poll={"interval_seconds": args.poll_interval, "timeout_seconds": 300},
             watch={"mode": "native"},
@@ -205,7 +205,7 @@ def main() -> int:
     parser.add_argument("--limiter", choices=("bucket", "gateway"), default="bucket",
                         help="the emulators' rate limiter (gateway: the strict-gateway targets)")
     parser.add_argument("--margin", type=float, default=None,
-                        help="daemon api.rate_margin_seconds [its default]")
+                        help="daemon api.rate_margin, a fraction of 1/rate [its default]")
     parser.add_argument("--vendor-files", type=int, default=30)
     parser.add_argument("--naive-files", type=int, default=None,
                         help="files through the naive client [the same workload as ocr-watch: --files]")

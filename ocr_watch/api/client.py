@@ -3,7 +3,7 @@
 Every call to the API host first takes a token from one shared :class:`TokenBucket`, so
 the key's rate limit holds however many files are in flight, and passes the bucket's gate
 right before its headers are written (httpcore's ``trace`` hook), so no two requests'
-headers leave closer than ``1/rate + margin_s``; a 429 slows the bucket and the same
+headers leave closer than ``(1 + margin)/rate``; a 429 slows the bucket and the same
 request is sent again (a 429'd create created nothing). Every other failure is
 translated once, by :mod:`ocr_watch.api.answers`, into the tree in :mod:`ocr_watch.api.errors`.
 
@@ -50,7 +50,7 @@ from .models import CreateOptions, Task
 from .ratelimit import TokenBucket
 from .throttled import RateLimitLog
 
-__all__ = ["DEFAULT_RATE_MARGIN_S", "DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
+__all__ = ["DEFAULT_RATE_MARGIN", "DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
 
 # connect: a healthy service answers fast; write/read are per socket operation, so 120 s
 # survives a stalled slow link during a 200 MB upload and the service's wait before it
@@ -63,9 +63,11 @@ DEFAULT_ANSWER_TIMEOUT_S = 60.0  # from the request sent whole (a create: its up
 DEFAULT_DOWNLOAD_MIN_BPS = 16 * 1024.0  # a result download slower than this on average is abandoned...
 DOWNLOAD_GRACE_S = 30.0  # ...once this much time has passed (a slow start is not a stall)
 
-# Added to 1/rate between two API requests' headers (config: api.rate_margin_seconds): what
-# a strict gateway needs to never see two closer than 1/rate; measured in bench/throughput.py.
-DEFAULT_RATE_MARGIN_S = 0.01
+# Two API requests' headers leave at least (1 + this)/rate apart (config: api.rate_margin):
+# what a strict gateway needs to never see two closer than 1/rate; measured with
+# bench/throughput.py --limiter gateway. A fraction, not seconds: its cost is the same share
+# of the quota at any rate.
+DEFAULT_RATE_MARGIN = 0.02
 
 _TASKS_PATH = "/api/tasks/document/ocr"
 # The account's balance: seen in public client code, not in the OCR reference (answers.read_credits).
@@ -103,7 +105,7 @@ class PicWishClient:
         *,
         requests_per_second: float = 2.0,
         burst: float = 1.0,
-        margin_s: float = DEFAULT_RATE_MARGIN_S,
+        margin: float = DEFAULT_RATE_MARGIN,
         timeout: httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_rate_limit_retries: int = 20,
@@ -120,7 +122,7 @@ class PicWishClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._max_rate_limit_retries = max_rate_limit_retries
-        self.bucket = TokenBucket(requests_per_second, burst, margin_s=margin_s)
+        self.bucket = TokenBucket(requests_per_second, burst, margin=margin)
         # No default headers: the key is added per request, to API-host calls only.
         # API calls are small and spaced by the bucket, so a few kept-alive connections
         # serve them; a small pool is also cheap, since httpcore checks every pooled

@@ -3,7 +3,7 @@ keeps their headers apart as the service's gateway sees them arrive.
 
 One bucket is shared by every request to the API host, so however many files are in
 flight the key's rate limit is never exceeded. It is precise rather than bursty: with the
-default ``burst=1`` grants are ``gap = 1/rate + margin_s`` apart.
+default ``burst=1`` grants are ``gap = (1 + margin)/rate`` apart.
 
 Why the margin and the gate: how the service measures its limit is undocumented, and the
 strictest common gateway (nginx ``limit_req`` without burst) refuses a request whose
@@ -12,7 +12,7 @@ caller then builds its request, waits for a connection, maybe connects, and two 
 granted ``1/rate`` apart can leave closer than that. So the client calls
 :meth:`TokenBucket.before_send` right before it writes a request's headers (after any
 connection wait; nothing yields between that call and the write), and it holds the request
-until ``gap`` has passed since the last headers written. ``margin_s`` covers what is left:
+until ``gap`` has passed since the last headers written. ``margin`` covers what is left:
 the kernel, the network and the gateway's own timing (measured in bench/throughput.py
 ``--limiter gateway``). A new bucket starts empty, and its gate counts the bucket's creation
 as a send: the first request goes ``gap`` after it, so a daemon restarted after ``kill -9``
@@ -58,7 +58,7 @@ class TokenBucket:
         rate_per_s: float,
         burst: float = 1.0,
         *,
-        margin_s: float = 0.0,
+        margin: float = 0.0,
         max_backoff_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -67,11 +67,11 @@ class TokenBucket:
             raise ValueError("rate_per_s must be positive")
         if burst < 1:
             raise ValueError("burst must be at least 1")
-        if margin_s < 0:
-            raise ValueError("margin_s must not be negative")
+        if margin < 0:
+            raise ValueError("margin must not be negative")
         self._rate = float(rate_per_s)
-        self._margin_s = float(margin_s)
-        self._gap = 1 / self._rate + self._margin_s  # least time between two sends' headers
+        self._margin = float(margin)
+        self._gap = (1 + self._margin) / self._rate  # least time between two sends' headers
         self._pace = 1 / self._gap  # the rate grants are handed out at
         self._effective_rate = self._pace
         self._burst = float(burst)
@@ -93,7 +93,7 @@ class TokenBucket:
 
     def __repr__(self) -> str:
         return (
-            f"TokenBucket(rate_per_s={self._rate}, burst={self._burst}, margin_s={self._margin_s}, "
+            f"TokenBucket(rate_per_s={self._rate}, burst={self._burst}, margin={self._margin}, "
             f"effective_rate_per_s={self._effective_rate:.3f}, waiting={self.waiting})"
         )
 
@@ -104,7 +104,7 @@ class TokenBucket:
 
     @property
     def gap_s(self) -> float:
-        """The least time between two requests' headers: ``1/rate + margin_s``."""
+        """The least time between two requests' headers: ``(1 + margin)/rate``."""
         return self._gap
 
     @property
@@ -127,7 +127,7 @@ class TokenBucket:
             "waiting": self.waiting,
             "rate_per_s": self._rate,
             "effective_rate_per_s": self._effective_rate,
-            "margin_s": self._margin_s,
+            "margin": self._margin,
             "sends_held": self._held,
             "sends_held_s": self._held_s,
         }

@@ -25,14 +25,14 @@ class FakeTime:
         self.now += delay
 
 
-def make_bucket(rate: float = 2.0, burst: float = 1.0, margin_s: float = 0.0,
+def make_bucket(rate: float = 2.0, burst: float = 1.0, margin: float = 0.0,
                 full: bool = True) -> tuple[TokenBucket, FakeTime]:
     """A bucket on simulated time at t=100; ``full``: created long enough before to have
     filled up (a new bucket starts empty)."""
     fake = FakeTime()
     if full:
-        fake.now -= burst * (1 / rate + margin_s)
-    bucket = TokenBucket(rate, burst, margin_s=margin_s, clock=fake.clock, sleep=fake.sleep)
+        fake.now -= burst * (1 + margin) / rate
+    bucket = TokenBucket(rate, burst, margin=margin, clock=fake.clock, sleep=fake.sleep)
     fake.now = 100.0
     return bucket, fake
 
@@ -135,7 +135,7 @@ class TestTokenBucket:
         with pytest.raises(ValueError):
             TokenBucket(1, burst=0.5)
         with pytest.raises(ValueError):
-            TokenBucket(1, margin_s=-0.01)
+            TokenBucket(1, margin=-0.01)
 
 
 async def send_times(bucket: TokenBucket, fake: FakeTime, n: int) -> list[float]:
@@ -153,8 +153,8 @@ async def send_times(bucket: TokenBucket, fake: FakeTime, n: int) -> list[float]
 
 class TestSpacingAndRestart:
     def test_margin_spaces_grants_and_sends(self) -> None:
-        """With a 10 ms margin at 2 req/s every grant and every send is 0.51 s from the last."""
-        bucket, fake = make_bucket(margin_s=0.01)
+        """With a 2 % margin at 2 req/s every grant and every send is 0.51 s from the last."""
+        bucket, fake = make_bucket(margin=0.02)
         assert bucket.gap_s == pytest.approx(0.51)
         assert asyncio.run(send_times(bucket, fake, 4)) == [0.0, 0.51, 1.02, 1.53]
         assert bucket.effective_rate_per_s == pytest.approx(1 / 0.51)
@@ -162,7 +162,7 @@ class TestSpacingAndRestart:
 
     def test_a_fresh_bucket_starts_empty(self) -> None:
         """Just created (a restart): the first token and the first send come one gap later."""
-        bucket, fake = make_bucket(margin_s=0.01, full=False)
+        bucket, fake = make_bucket(margin=0.02, full=False)
         assert asyncio.run(send_times(bucket, fake, 3)) == [0.51, 1.02, 1.53]
 
     def test_first_send_waits_a_gap_from_creation_whatever_the_grant(self) -> None:
@@ -202,7 +202,7 @@ class TestSpacingAndRestart:
     def test_gate_keeps_concurrent_senders_apart(self) -> None:
         """Three requests reaching the gate at once (granted long ago) go out at least a gap
         apart (the fake clock moves on every sleep, so it may overshoot: the floor is exact)."""
-        bucket, fake = make_bucket(margin_s=0.02)
+        bucket, fake = make_bucket(margin=0.04)
 
         async def main() -> list[float]:
             fake.now += 5.0
