@@ -273,9 +273,12 @@ class PicWishClient:
 
     async def _trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's trace hook: the bucket's gate just before an API request's headers go out
-        (after any wait for a connection; httpcore writes them without yielding after this)."""
+        (after any wait for a connection; httpcore writes them without yielding after this),
+        and the time they went, taken after the write."""
         if event.endswith(".send_request_headers.started"):
             await self.bucket.before_send()
+        elif event.endswith((".send_request_headers.complete", ".send_request_headers.failed")):
+            self.bucket.sent()
 
     async def _call(
         self, kind: Kind, build: Callable[[], httpx.Request], priority: int

@@ -11,13 +11,16 @@ headers arrive less than ``1/rate`` after the previous one's. A grant is not a s
 caller then builds its request, waits for a connection, maybe connects, and two requests
 granted ``1/rate`` apart can leave closer than that. So the client calls
 :meth:`TokenBucket.before_send` right before it writes a request's headers (after any
-connection wait; nothing yields between that call and the write), and it holds the request
-until ``gap`` has passed since the last headers written. ``margin`` covers what is left:
-the kernel, the network and the gateway's own timing (measured in bench/throughput.py
-``--limiter gateway``). A new bucket starts empty, and its gate counts the bucket's creation
-as a send: the first request goes ``gap`` after it, so a daemon restarted after ``kill -9``
-(its lock shows the old one gone) cannot follow the old process's last call too closely,
-however fast it starts. That costs one ``gap`` at start, nothing more.
+connection wait; nothing yields between that call and the write), which holds the request
+until ``gap`` has passed since the last headers written, and :meth:`TokenBucket.sent` once
+they are written: the time counted is then never earlier than the write, even if the process
+was descheduled in between. ``margin`` covers what is left: the network and the gateway's
+own timing (measured in bench/throughput.py ``--limiter gateway``).
+
+A new bucket starts empty, and its gate counts the bucket's creation as a send: the first
+request goes ``gap`` after it, so a daemon restarted after ``kill -9`` (its lock shows the
+old one gone) cannot follow the old process's last call too closely, however fast it
+starts. That costs one ``gap`` at start, nothing more.
 
 Waiters are served by ``(priority, arrival)``: a lower number first, FIFO within one
 priority (the pool gives polls of tasks already paid for priority over new uploads).
@@ -163,6 +166,10 @@ class TokenBucket:
                     self._held_s += now - first
                 return
             await self._sleep(ready - now)
+
+    def sent(self) -> None:
+        """A request's headers were written (or failed to be): count the gap from now."""
+        self._last_send = max(self._last_send, self._clock())
 
     def penalize(self, retry_after: float | None) -> None:
         """A 429 was received: hold all tokens back (see the module docstring)."""

@@ -41,8 +41,8 @@ class TokenBucketLimiter:
         with self._lock:
             self._buckets.clear()
 
-    def try_acquire(self, key: str) -> bool:
-        """Take one token for ``key``; False if the bucket is empty."""
+    def try_acquire(self, key: str, arrived: float | None = None) -> bool:
+        """Take one token for ``key``; False if the bucket is empty (``arrived`` is unused)."""
         if self._rate <= 0:
             return True
         with self._lock:
@@ -59,14 +59,15 @@ class TokenBucketLimiter:
 class GatewayLimiter:
     """Per key, at most one request per ``1/rate`` seconds, no burst; ``rate == 0``: unlimited.
 
-    Like nginx ``limit_req`` with no ``burst``: a request is measured when its headers have
-    arrived (the handler asks as soon as they are parsed), and refused if it comes less than
-    ``1/rate`` after the last one let through. A refused request does not move the window,
-    so a client that keeps knocking early is not punished twice. Thread-safe; the clock is
-    read under the lock, so concurrent handlers see one order of arrivals.
+    Like nginx ``limit_req`` with no ``burst``: a request is measured when its headers
+    arrived (``arrived``: the kernel's receive time, wall clock; the clock's reading if not
+    given), and refused if it comes less than ``1/rate`` from the last one let through. A
+    refused request does not move the window, so a client that keeps knocking early is not
+    punished twice. Handler threads may ask out of order: the distance counts either way,
+    and the window only moves forward. Thread-safe.
     """
 
-    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self._rate = float(rate)
         self._clock = clock
         self._lock = threading.Lock()
@@ -83,16 +84,16 @@ class GatewayLimiter:
         with self._lock:
             self._last.clear()
 
-    def try_acquire(self, key: str) -> bool:
-        """Let a request of ``key`` through now, or refuse it (False) without moving the window."""
+    def try_acquire(self, key: str, arrived: float | None = None) -> bool:
+        """Let a request of ``key`` through, or refuse it (False) without moving the window."""
         if self._rate <= 0:
             return True
         with self._lock:
-            now = self._clock()
+            now = self._clock() if arrived is None else arrived
             last = self._last.get(key)
-            if last is not None and now - last < 1.0 / self._rate:
+            if last is not None and abs(now - last) < 1.0 / self._rate:
                 return False
-            self._last[key] = now
+            self._last[key] = now if last is None else max(last, now)
             return True
 
 

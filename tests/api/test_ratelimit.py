@@ -218,3 +218,19 @@ class TestSpacingAndRestart:
         sent = asyncio.run(main())
         assert sent[0] == 0.0 and len(sent) == 3
         assert all(b - a >= 0.52 - 1e-9 for a, b in itertools.pairwise(sent))
+
+    def test_the_gap_counts_from_after_the_write(self) -> None:
+        """Descheduled between the gate and the write (the write done 40 ms late): the next
+        request waits a full gap from when the write was seen done, not from the gate."""
+        bucket, fake = make_bucket()
+
+        async def main() -> float:
+            await bucket.acquire()
+            await bucket.before_send()  # t = 0
+            fake.now += 0.04
+            bucket.sent()  # t = 0.04
+            await bucket.acquire()
+            await bucket.before_send()
+            return round(fake.now - 100.0, 6)
+
+        assert asyncio.run(main()) == 0.54
