@@ -48,6 +48,8 @@ def main() -> int:
                     f"{args.processing_seconds:g} s +- {args.jitter:.0%}, {args.rps:g} req/s")
     ws = Workspace(prefix="ocr-bench-gw-restarts-")
     restarts: list[float] = []  # wall time each new process was started
+    kills = 0
+    daemon: Daemon | None = None
     try:
         with EmulatorProc(rps=args.rps, processing_seconds=args.processing_seconds, jitter=args.jitter,
                           extra=("--limiter", "gateway")) as emu:
@@ -61,14 +63,21 @@ def main() -> int:
                 if run == args.kills:
                     break
                 seen = api_calls(emu)
-                wait_until(lambda n=seen: api_calls(emu) > n, 60, 0.01, "the new process's first request")
+                wait_until(lambda n=seen: api_calls(emu) > n or ws.finished() >= args.files, 60, 0.01,
+                           "the new process's first request")
                 time.sleep(args.every)  # let it run: the workload, not a synchronisation
                 seen = api_calls(emu)
-                wait_until(lambda n=seen: api_calls(emu) > n, 60, 0.003, "a request to kill after")
+                wait_until(lambda n=seen: api_calls(emu) > n or ws.finished() >= args.files, 60, 0.003,
+                           "a request to kill after")
+                if ws.finished() >= args.files:
+                    report.note(f"every file finished after {run} kills: no more to kill")
+                    break
+                kills += 1
                 assert daemon.proc is not None
                 daemon.proc.send_signal(signal.SIGKILL)
                 daemon.proc.wait(10)
                 report.note(f"kill {run + 1}: {ws.finished()} files finished")
+            assert daemon is not None
             try:
                 wait_until(lambda: ws.finished() >= args.files, args.timeout, 0.2, "every file finished")
             finally:
@@ -77,6 +86,8 @@ def main() -> int:
             creates = emu.stats()["creates"]
             finished, quarantined = ws.finished(), ws.count(ws.quarantine)
     finally:
+        if daemon is not None:
+            daemon.stop_quietly()  # a run that failed midway leaves no daemon behind
         ws.cleanup()
 
     times = sorted((float(r["t"]), r["status"]) for r in reqs)
@@ -89,6 +100,7 @@ def main() -> int:
             first_after.append(after[0][0] - start)
             late_429 += sum(1 for t, s in after if s == 429 and t < after[0][0] + 5)
     status_429 = sum(1 for _, s in times if s == 429)
+    report.figure("kill -9 and restart", kills, "{}", "", f"{args.kills}", kills == args.kills)
     report.figure("429s from the restarts (first 5 s of each new process)", late_429, "{}", "", "0", late_429 == 0)
     report.figure("429s in the whole run", status_429, "{}", "", "0", status_429 == 0)
     if gaps:
@@ -100,7 +112,7 @@ def main() -> int:
     report.figure("API requests closer than 1/rate at the emulator", gap_stats.get("below", 0), "{}")
     report.figure("files finished (of which quarantined)", f"{finished} ({quarantined})", unit="",
                   target=f"{args.files} (0)", ok=finished == args.files and quarantined == 0)
-    report.note(f"{args.kills} kills, {len(restarts)} processes; {len(reqs)} API requests, statuses "
+    report.note(f"{kills} kills, {len(restarts)} processes; {len(reqs)} API requests, statuses "
                 f"{dict(Counter(str(s) for _, s in times))}; {creates} tasks created for {args.files} files "
                 f"({creates - args.files} extra: a kill between a task's creation and its commit); "
                 f"last daemon exit {exit_code}")
