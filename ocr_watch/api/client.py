@@ -219,7 +219,6 @@ class PicWishClient:
                     data=options.form_fields(),
                     files={"image_file": (filename, cast(IO[bytes], handle), mime)},
                     headers=self._key_header(),
-                    extensions={"trace": self._trace},
                 )
                 request.stream = Coalesced(request.stream)
                 request.stream.before_last = before_last
@@ -247,8 +246,7 @@ class PicWishClient:
         url = f"{self._base_url}{_TASKS_PATH}/{urllib.parse.quote(task_id, safe='')}"
 
         def build() -> httpx.Request:
-            return self._http.build_request("GET", url, headers=self._key_header(),
-                                            extensions={"trace": self._trace})
+            return self._http.build_request("GET", url, headers=self._key_header())
 
         body, sent_at = await self._call("query", build, priority)
         data = body.get("data")
@@ -291,6 +289,7 @@ class PicWishClient:
             sent_at = time.time()
             self._calls[kind] += 1
             request: httpx.Request = build()
+            request.extensions["trace"] = self._trace  # the bucket's gate, at the headers' write
             try:
                 response = await self._send(kind, request)
             except BaseException:
