@@ -195,8 +195,11 @@ class TokenBucket:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
         self._refill(self._clock())  # tokens earned so far at the old rate
-        self._effective_rate = rate_per_s * (self._effective_rate / self._rate)
+        pace = 1 / ((1 + self._margin) / rate_per_s)
+        self._effective_rate = pace * (self._effective_rate / self._pace)
         self._rate = float(rate_per_s)
+        self._gap = (1 + self._margin) / self._rate  # the gate's spacing follows at once
+        self._pace = pace
         d = self._dispatcher
         if d is not None and not d.done():
             d.cancel()  # it may be asleep for a delay worked out at the old rate

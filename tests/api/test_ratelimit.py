@@ -234,3 +234,12 @@ class TestSpacingAndRestart:
             return round(fake.now - 100.0, 6)
 
         assert asyncio.run(main()) == 0.54
+
+    def test_a_new_rate_moves_the_gate_too(self) -> None:
+        """A reload's set_rate: grants and the gate's spacing both follow, margin kept."""
+        bucket, fake = make_bucket(margin=0.02)
+        bucket.set_rate(4.0)
+        assert bucket.gap_s == pytest.approx(0.255)
+        assert bucket.effective_rate_per_s == pytest.approx(4 / 1.02)
+        fake.now += 1.0
+        assert asyncio.run(send_times(bucket, fake, 3)) == [1.0, 1.255, 1.51]
