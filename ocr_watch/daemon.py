@@ -170,6 +170,7 @@ async def serve(
         recorder = metrics or NULL
         client = PicWishClient(config.api.base_url, config.api.key.reveal(),
                                requests_per_second=config.api.requests_per_second,
+                               margin=config.api.rate_margin,
                                answer_timeout_s=config.api.answer_timeout_seconds,
                                download_min_bps=config.api.download_min_bytes_per_second, recorder=recorder)
         stages.push_async_callback(client.aclose)
