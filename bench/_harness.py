@@ -8,6 +8,7 @@ The emulator always runs in its own process so its CPU is never billed to the da
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -36,9 +37,9 @@ from ocr_watch.emulator.server import CREDITS_PATH  # noqa: E402
 from ocr_watch.testing import PNG, DaemonProcess, Folders, free_port, png_bytes  # noqa: E402
 from ocr_watch.testing import wait_for as wait_until  # noqa: E402
 
-__all__ = ["KEY", "PNG", "Daemon", "EmulatorProc", "Report", "Workspace", "api_figures", "callback_section",
-           "code_version", "command_line", "free_port", "log_time", "percentile", "png_bytes", "proc_cpu_seconds",
-           "proc_cpu_split", "wait_until"]
+__all__ = ["KEY", "PNG", "Daemon", "EmulatorProc", "Report", "Workspace", "api_figures", "api_gaps_ms",
+           "callback_section", "code_version", "command_line", "free_port", "log_time", "percentile", "png_bytes",
+           "proc_cpu_seconds", "proc_cpu_split", "wait_until"]
 
 
 def command_line() -> str:
@@ -142,6 +143,17 @@ def api_figures(emu: EmulatorProc, files: int) -> dict[str, Any]:
         "tasks_done": sum(1 for t in tasks if t.get("state") == 1),
         "credit_queries": len(balance),
     }
+
+
+def api_gaps_ms(requests: list[dict[str, Any]], spacing_s: float) -> dict[str, Any]:
+    """Gaps between consecutive API requests as the emulator logged their arrival (ms): what a
+    strict gateway measures. ``below``: how many were closer than ``spacing_s``."""
+    times = sorted(float(r["t"]) for r in requests if r["host"] == "api")
+    gaps = [(b - a) * 1000 for a, b in itertools.pairwise(times)]
+    if not gaps:
+        return {}
+    return {"min": min(gaps), "p1": percentile(gaps, 1), "p50": percentile(gaps, 50),
+            "below": sum(1 for g in gaps if g < spacing_s * 1000)}
 
 
 # -- workspace and daemon ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
     python bench/throughput.py                              # 300 files, 3 s +- 30 %, 2 req/s
     python bench/throughput.py --processing-seconds 10      # the slow-service run
     python bench/throughput.py --files 5 --vendor-files 3 --naive-files 3 --processing-seconds 0.3
+    python bench/throughput.py --limiter gateway            # "Strict gateway at quota" (issue 19)
 
 Four workloads, each against its own emulator process and key quota (same settings, same
 seed), run concurrently by default so the wall time is the longest one, not the sum
@@ -17,6 +18,12 @@ seed), run concurrently by default so the wall time is the longest one, not the 
 - naive: the same files as ocr-watch, all tasks in flight up to --max-in-flight, each queried
   every 1 s (first query 1 s after create), through the same client and the same 2 req/s
   token bucket.
+
+`--limiter gateway` runs every emulator with the strict gateway limiter (one request per
+1/rate per key, measured when its headers arrive, no burst: nginx `limit_req` without burst)
+instead of the token bucket, and holds ocr-watch to the targets of that case: zero 429s,
+at least 0.9 of the files a minute that the quota allows (2 calls a file polling, 1 with
+callbacks), at most 2.2 calls a file, done-to-downloaded p50 at most 1.0 s.
 
 Rate = files / (first API request .. last result download, at the emulator). Done-to-downloaded
 = the task's done_t at the emulator to its first download arriving there.
@@ -46,6 +53,7 @@ from _harness import (
     Report,
     Workspace,
     api_figures,
+    api_gaps_ms,
     callback_section,
     png_bytes,
     wait_until,
@@ -79,7 +87,8 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
             extra["callback"] = callback_section()
         config = ws.write_config(
             emu.base_url,
-            api={"requests_per_second": args.rps},
+            api={"requests_per_second": args.rps,
+                 **({} if args.margin is None else {"rate_margin": args.margin})},
             pool={"max_in_flight": args.max_in_flight},
             poll={"interval_seconds": args.poll_interval, "timeout_seconds": 300},
             watch={"mode": "native"},
@@ -97,6 +106,7 @@ def run_ocr_watch(args: argparse.Namespace, emu: EmulatorProc, result: dict[str,
         result["quarantined"] = ws.count(ws.quarantine)
         result["callbacks_missing"] = daemon.poll_log()["callback_missing"]
         result.update(api_figures(emu, args.files))
+        result["api_gaps_ms"] = api_gaps_ms(emu.requests(), 1 / args.rps)
         if args.dump and not callbacks:
             dump = Path(args.dump)
             dump.mkdir(parents=True, exist_ok=True)
@@ -192,6 +202,10 @@ def main() -> int:
     parser.add_argument("--processing-seconds", type=float, default=3.0)
     parser.add_argument("--jitter", type=float, default=0.3)
     parser.add_argument("--rps", type=float, default=2.0, help="limit at the emulator and in the daemon")
+    parser.add_argument("--limiter", choices=("bucket", "gateway"), default="bucket",
+                        help="the emulators' rate limiter (gateway: the strict-gateway targets)")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="daemon api.rate_margin, a fraction of 1/rate [its default]")
     parser.add_argument("--vendor-files", type=int, default=30)
     parser.add_argument("--naive-files", type=int, default=None,
                         help="files through the naive client [the same workload as ocr-watch: --files]")
@@ -206,15 +220,17 @@ def main() -> int:
     if args.naive_files is None:
         args.naive_files = args.files
 
+    gateway = " (strict gateway limiter)" if args.limiter == "gateway" else ""
     report = Report(f"Throughput at quota: {args.files} files, processing {args.processing_seconds:g} s "
-                    f"+- {args.jitter:.0%}, {args.rps:g} req/s")
+                    f"+- {args.jitter:.0%}, {args.rps:g} req/s{gateway}")
     runners = {"ocr-watch": run_ocr_watch, "ocr-watch+callbacks": run_ocr_watch_callbacks,
                "vendor": run_vendor, "naive": run_naive}
     if args.no_callbacks:
         del runners["ocr-watch+callbacks"]
     results: dict[str, dict[str, Any]] = {name: {} for name in runners}
     emulators = {name: EmulatorProc(rps=args.rps, processing_seconds=args.processing_seconds,
-                                    jitter=args.jitter, seed=1) for name in runners}
+                                    jitter=args.jitter, seed=1, extra=("--limiter", args.limiter))
+                 for name in runners}
     errors: dict[str, BaseException] = {}
 
     def guarded(name: str) -> None:
@@ -248,6 +264,8 @@ def main() -> int:
     for label in ("ocr-watch", "ocr-watch+callbacks"):
         if label in results:
             report_ocr_watch(report, label, results[label], ven, nai)
+            if args.limiter == "gateway":
+                report_gateway(report, label, results[label], args.rps)
     for name, r in (("vendor", ven), ("naive", nai)):
         report.figure(f"{name} files per minute ({r['files']} files)", r["files_per_min"], "{:.1f}", "files/min")
         report.figure(f"{name} API calls per file", r["calls_per_file"], "{:.2f}")
@@ -293,6 +311,25 @@ def report_ocr_watch(report: Report, label: str, ow: dict[str, Any], ven: dict[s
                           ow["done_to_dl_p50"] / r["done_to_dl_p50"], "{:.2f}", "x")
     report.figure(f"{label} achieved API req/s", ow["api_calls"] / ow["span_s"], "{:.2f}", "req/s")
     report.figure(f"{label} daemon CPU", ow["daemon_cpu_s"], "{:.1f}", "s")
+
+
+def report_gateway(report: Report, label: str, ow: dict[str, Any], rps: float) -> None:
+    """The strict-gateway targets (issue 19): no 429 at all, and 0.9 of what the quota allows."""
+    calls_needed = 1 if label.endswith("callbacks") else 2
+    floor = 0.9 * rps * 60 / calls_needed
+    report.figure(f"{label} at the gateway: 429s", ow["status_429"], "{}", "", "0", ow["status_429"] == 0)
+    report.figure(f"{label} at the gateway: files per minute", ow["files_per_min"], "{:.1f}", "files/min",
+                  f">= {floor:g}", ow["files_per_min"] >= floor)
+    if calls_needed == 2:
+        report.figure(f"{label} at the gateway: API calls per file", ow["calls_per_file"], "{:.2f}", "",
+                      "<= 2.2", ow["calls_per_file"] <= 2.2)
+        report.figure(f"{label} at the gateway: done-to-downloaded p50", ow["done_to_dl_p50"], "{:.3f}", "s",
+                      "<= 1.0 s", ow["done_to_dl_p50"] <= 1.0)
+    gaps = ow.get("api_gaps_ms") or {}
+    if gaps:
+        report.figure(f"{label} at the gateway: closest two API requests", gaps["min"], "{:.1f}", "ms")
+        report.note(f"{label}: gaps between API requests at the emulator (ms): min {gaps['min']:.1f}, "
+                    f"p1 {gaps['p1']:.1f}, p50 {gaps['p50']:.1f}; below {1000 / rps:g} ms: {gaps['below']}")
 
 
 if __name__ == "__main__":

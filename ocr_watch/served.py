@@ -103,7 +103,7 @@ def build_pools(config: cfgmod.Config, journal: Journal, url: str | None, planne
     clients: dict[str, PicWishClient] = {}
     for name, (secret, jobs) in _keys(config).items():
         client = PicWishClient(config.api.base_url, secret, requests_per_second=config.api.requests_per_second,
-                               answer_timeout_s=config.api.answer_timeout_seconds,
+                               margin=config.api.rate_margin, answer_timeout_s=config.api.answer_timeout_seconds,
                                download_min_bps=config.api.download_min_bytes_per_second, recorder=recorder)
         clients[name] = client
         pools[name] = Pool(journal, client, pool_settings(config, jobs, url), planner=planner,

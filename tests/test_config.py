@@ -249,6 +249,7 @@ class TestErrors:
         api:
           key: k
           requests_per_second: true
+          rate_margin: -0.5
         pool:
           max_in_flight: eight
           queue_size: 0
@@ -265,6 +266,7 @@ class TestErrors:
         assert has(found, "folders.outbox", "is required")
         assert has(found, "folders.quarantine", "is required")
         assert has(found, "api.requests_per_second", "number", "True")
+        assert has(found, "api.rate_margin", ">= 0", "-0.5")
         assert "pool.max_in_flight: must be an integer >= 1, got 'eight'" in found
         assert has(found, "pool.queue_size", "integer >= 1", "0")
         assert has(found, "poll.interval_seconds", "> 0")

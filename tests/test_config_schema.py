@@ -74,7 +74,7 @@ def test_the_key_lists_hold_the_known_sections() -> None:
     assert known_keys(Rule) == ("match", "ocr")
     assert keys["metrics"] == ("listen",) and keys["account"] == ("low_credits_warning",)
     assert keys["api"] == ("base_url", "key", "key_file", "requests_per_second",
-                           "answer_timeout_seconds", "download_min_bytes_per_second")
+                           "rate_margin", "answer_timeout_seconds", "download_min_bytes_per_second")
 
 
 def test_every_default_passes_its_own_check(tmp_path: Path) -> None:

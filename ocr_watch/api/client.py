@@ -1,8 +1,10 @@
 """The only code that talks to the paid PicWish OCR service: create, query, download.
 
 Every call to the API host first takes a token from one shared :class:`TokenBucket`, so
-the key's rate limit holds however many files are in flight; a 429 slows the bucket and
-the same request is sent again (a 429'd create created nothing). Every other failure is
+the key's rate limit holds however many files are in flight, and passes the bucket's gate
+right before its headers are written (httpcore's ``trace`` hook), so no two requests'
+headers leave closer than ``(1 + margin)/rate``; a 429 slows the bucket and the same
+request is sent again (a 429'd create created nothing). Every other failure is
 translated once, by :mod:`ocr_watch.api.answers`, into the tree in :mod:`ocr_watch.api.errors`.
 
 The API key travels only in an ``X-API-KEY`` header added to each API-host request; it is
@@ -48,7 +50,7 @@ from .models import CreateOptions, Task
 from .ratelimit import TokenBucket
 from .throttled import RateLimitLog
 
-__all__ = ["DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
+__all__ = ["DEFAULT_RATE_MARGIN", "DEFAULT_TIMEOUT", "PicWishClient", "Upload", "raise_for_task_state"]
 
 # connect: a healthy service answers fast; write/read are per socket operation, so 120 s
 # survives a stalled slow link during a 200 MB upload and the service's wait before it
@@ -60,6 +62,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=60.0
 DEFAULT_ANSWER_TIMEOUT_S = 60.0  # from the request sent whole (a create: its upload) to the answer read whole
 DEFAULT_DOWNLOAD_MIN_BPS = 16 * 1024.0  # a result download slower than this on average is abandoned...
 DOWNLOAD_GRACE_S = 30.0  # ...once this much time has passed (a slow start is not a stall)
+
+# Two API requests' headers leave at least (1 + this)/rate apart (config: api.rate_margin):
+# what a strict gateway needs to never see two closer than 1/rate; measured with
+# bench/throughput.py --limiter gateway. A fraction, not seconds: its cost is the same share
+# of the quota at any rate.
+DEFAULT_RATE_MARGIN = 0.02
 
 _TASKS_PATH = "/api/tasks/document/ocr"
 # The account's balance: seen in public client code, not in the OCR reference (answers.read_credits).
@@ -97,6 +105,7 @@ class PicWishClient:
         *,
         requests_per_second: float = 2.0,
         burst: float = 1.0,
+        margin: float = DEFAULT_RATE_MARGIN,
         timeout: httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_rate_limit_retries: int = 20,
@@ -113,7 +122,7 @@ class PicWishClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._max_rate_limit_retries = max_rate_limit_retries
-        self.bucket = TokenBucket(requests_per_second, burst)
+        self.bucket = TokenBucket(requests_per_second, burst, margin=margin)
         # No default headers: the key is added per request, to API-host calls only.
         # API calls are small and spaced by the bucket, so a few kept-alive connections
         # serve them; a small pool is also cheap, since httpcore checks every pooled
@@ -260,6 +269,15 @@ class PicWishClient:
     def _key_header(self) -> dict[str, str]:
         return {"X-API-KEY": self._api_key}
 
+    async def _trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: the bucket's gate just before an API request's headers go out
+        (after any wait for a connection; httpcore writes them without yielding after this),
+        and the time they went, taken after the write."""
+        if event.endswith(".send_request_headers.started"):
+            await self.bucket.before_send()
+        elif event.endswith((".send_request_headers.complete", ".send_request_headers.failed")):
+            self.bucket.sent()
+
     async def _call(
         self, kind: Kind, build: Callable[[], httpx.Request], priority: int
     ) -> tuple[dict[str, Any], float]:
@@ -271,6 +289,7 @@ class PicWishClient:
             sent_at = time.time()
             self._calls[kind] += 1
             request: httpx.Request = build()
+            request.extensions["trace"] = self._trace  # the bucket's gate, at the headers' write
             try:
                 response = await self._send(kind, request)
             except BaseException:

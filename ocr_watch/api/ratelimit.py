@@ -1,9 +1,26 @@
-"""A priority token bucket that spaces every call to the API host.
+"""A priority token bucket that spaces every call to the API host, and the gate that
+keeps their headers apart as the service's gateway sees them arrive.
 
 One bucket is shared by every request to the API host, so however many files are in
 flight the key's rate limit is never exceeded. It is precise rather than bursty: with the
-default ``burst=1`` grants are exactly ``1/rate`` apart, because the service's own bucket
-is small (capacity about ``max(1, rate)``) and a 429 costs more time than it saves.
+default ``burst=1`` grants are ``gap = (1 + margin)/rate`` apart.
+
+Why the margin and the gate: how the service measures its limit is undocumented, and the
+strictest common gateway (nginx ``limit_req`` without burst) refuses a request whose
+headers arrive less than ``1/rate`` after the previous one's. A grant is not a send: the
+caller then builds its request, waits for a connection, maybe connects, and two requests
+granted ``1/rate`` apart can leave closer than that. So the client calls
+:meth:`TokenBucket.before_send` right before it writes a request's headers (after any
+connection wait; nothing yields between that call and the write), which holds the request
+until ``gap`` has passed since the last headers written, and :meth:`TokenBucket.sent` once
+they are written: the time counted is then never earlier than the write, even if the process
+was descheduled in between. ``margin`` covers what is left: the network and the gateway's
+own timing (measured in bench/throughput.py ``--limiter gateway``).
+
+A new bucket starts empty, and its gate counts the bucket's creation as a send: the first
+request goes ``gap`` after it, so a daemon restarted after ``kill -9`` (its lock shows the
+old one gone) cannot follow the old process's last call too closely, however fast it
+starts. That costs one ``gap`` at start, nothing more.
 
 Waiters are served by ``(priority, arrival)``: a lower number first, FIFO within one
 priority (the pool gives polls of tasks already paid for priority over new uploads).
@@ -12,9 +29,9 @@ priority (the pool gives polls of tasks already paid for priority over new uploa
 
 * with ``Retry-After``: no token is handed out before ``now + retry_after``; the rate is
   left alone, since the service told us exactly what it wants.
-* without it: back off exponentially, ``(1/rate) * 2**(n-1)`` for the n-th penalty in a
+* without it: back off exponentially, ``gap * 2**(n-1)`` for the n-th penalty in a
   row (capped at ``max_backoff_s``), and halve the effective rate (floor
-  ``rate / 16``). Each ``note_success`` adds back 5 % of the configured rate
+  ``1/16`` of the paced rate ``1/gap``). Each ``note_success`` adds back 5 % of it
   (additive increase, multiplicative decrease), so a burst of 429s slows us quickly and
   we creep back up over a few dozen calls.
 
@@ -44,6 +61,7 @@ class TokenBucket:
         rate_per_s: float,
         burst: float = 1.0,
         *,
+        margin: float = 0.0,
         max_backoff_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -52,14 +70,22 @@ class TokenBucket:
             raise ValueError("rate_per_s must be positive")
         if burst < 1:
             raise ValueError("burst must be at least 1")
+        if margin < 0:
+            raise ValueError("margin must not be negative")
         self._rate = float(rate_per_s)
-        self._effective_rate = self._rate
+        self._margin = float(margin)
+        self._gap = (1 + self._margin) / self._rate  # least time between two sends' headers
+        self._pace = 1 / self._gap  # the rate grants are handed out at
+        self._effective_rate = self._pace
         self._burst = float(burst)
         self._max_backoff_s = max_backoff_s
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self._burst
+        self._tokens = 0.0  # starts empty: the first grant comes ``gap`` after creation
         self._last = clock()
+        self._last_send = self._last  # creation counts as a send: see the module docstring
+        self._held = 0  # sends the gate delayed
+        self._held_s = 0.0
         self._streak = 0  # penalties in a row without a success in between
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
@@ -70,7 +96,7 @@ class TokenBucket:
 
     def __repr__(self) -> str:
         return (
-            f"TokenBucket(rate_per_s={self._rate}, burst={self._burst}, "
+            f"TokenBucket(rate_per_s={self._rate}, burst={self._burst}, margin={self._margin}, "
             f"effective_rate_per_s={self._effective_rate:.3f}, waiting={self.waiting})"
         )
 
@@ -80,8 +106,13 @@ class TokenBucket:
         return self._rate
 
     @property
+    def gap_s(self) -> float:
+        """The least time between two requests' headers: ``(1 + margin)/rate``."""
+        return self._gap
+
+    @property
     def effective_rate_per_s(self) -> float:
-        """The current rate, lower than configured after 429s without Retry-After."""
+        """The rate grants are handed out at: ``1/gap``, lower after 429s without Retry-After."""
         return self._effective_rate
 
     @property
@@ -99,6 +130,9 @@ class TokenBucket:
             "waiting": self.waiting,
             "rate_per_s": self._rate,
             "effective_rate_per_s": self._effective_rate,
+            "margin": self._margin,
+            "sends_held": self._held,
+            "sends_held_s": self._held_s,
         }
 
     async def acquire(self, priority: int = 0) -> None:
@@ -118,6 +152,25 @@ class TokenBucket:
                 self._wake()
             raise
 
+    async def before_send(self) -> None:
+        """Hold a granted request until ``gap`` has passed since the last headers written,
+        then count it as written now. Call it right before writing the headers."""
+        first = self._clock()
+        while True:
+            now = self._clock()
+            ready = self._last_send + self._gap
+            if now >= ready:
+                self._last_send = now
+                if now > first and ready > first:  # it did wait
+                    self._held += 1
+                    self._held_s += now - first
+                return
+            await self._sleep(ready - now)
+
+    def sent(self) -> None:
+        """A request's headers were written (or failed to be): count the gap from now."""
+        self._last_send = max(self._last_send, self._clock())
+
     def penalize(self, retry_after: float | None) -> None:
         """A 429 was received: hold all tokens back (see the module docstring)."""
         self._penalties += 1
@@ -127,9 +180,9 @@ class TokenBucket:
             resume = now + retry_after
         else:
             self._streak += 1
-            backoff = min(self._max_backoff_s, (1 / self._rate) * 2 ** (self._streak - 1))
+            backoff = min(self._max_backoff_s, self._gap * 2 ** (self._streak - 1))
             resume = now + backoff
-            self._effective_rate = max(self._rate * _MIN_RATE_FRACTION, self._effective_rate / 2)
+            self._effective_rate = max(self._pace * _MIN_RATE_FRACTION, self._effective_rate / 2)
         # Exactly one token becomes available at ``resume``; refilling restarts from there.
         if resume > self._last:
             self._last = resume
@@ -142,8 +195,11 @@ class TokenBucket:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
         self._refill(self._clock())  # tokens earned so far at the old rate
-        self._effective_rate = rate_per_s * (self._effective_rate / self._rate)
+        pace = 1 / ((1 + self._margin) / rate_per_s)
+        self._effective_rate = pace * (self._effective_rate / self._pace)
         self._rate = float(rate_per_s)
+        self._gap = (1 + self._margin) / self._rate  # the gate's spacing follows at once
+        self._pace = pace
         d = self._dispatcher
         if d is not None and not d.done():
             d.cancel()  # it may be asleep for a delay worked out at the old rate
@@ -153,11 +209,11 @@ class TokenBucket:
     def note_success(self) -> None:
         """A call went through: recover the rate gradually after penalties."""
         self._streak = 0
-        if self._effective_rate < self._rate:
+        if self._effective_rate < self._pace:
             now = self._clock()
             self._refill(now)
             self._effective_rate = min(
-                self._rate, self._effective_rate + self._rate * _RECOVERY_FRACTION
+                self._pace, self._effective_rate + self._pace * _RECOVERY_FRACTION
             )
 
     # -- internals -------------------------------------------------------------------

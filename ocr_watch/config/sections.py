@@ -50,6 +50,8 @@ class ApiSection:
     # api.key, api.key_file or PICWISH_API_KEY: exactly one.
     key: Secret = field(metadata=setting(REQUIRED, read=c.read_key, extra_keys=("key_file",)))
     requests_per_second: float = field(metadata=setting(2, _POSITIVE))
+    # Two requests' headers leave at least (1 + this) / requests_per_second apart: api/ratelimit.py.
+    rate_margin: float = field(metadata=setting(0.02, _NOT_NEGATIVE))
     # A call's whole life (httpx's timeouts are per read): see api/client.py.
     answer_timeout_seconds: float = field(metadata=setting(60, _POSITIVE))
     download_min_bytes_per_second: float = field(metadata=setting(16384, _POSITIVE))

@@ -7,9 +7,9 @@ object storage that serves pre-signed result URLs. It imports nothing from the
 rest of ``ocr_watch``, so a misreading of the protocol cannot sit on both sides.
 
 Modules: ``settings`` (knobs), ``tasks`` (lifecycle and credits), ``ratelimit``
-(token buckets), ``uplink`` (the upload bandwidth all connections share), ``faults``
-(fault rules and file-name triggers), ``results``
-(result bytes, sniffing), ``signing`` (result URLs), ``multipart`` (streaming
+(token buckets, or a strict gateway: ``limiter="gateway"``), ``uplink`` (the upload
+bandwidth all connections share), ``faults`` (fault rules and file-name triggers),
+``results`` (result bytes, sniffing), ``signing`` (result URLs), ``multipart`` (streaming
 upload), ``validation`` (400 rules), ``callbacks`` (callback_url delivery),
 ``http`` (server and handler plumbing), ``server`` (the routes), ``emulator`` (wiring), ``cli``.
 

@@ -13,6 +13,7 @@ import threading
 from types import FrameType
 
 from .emulator import Emulator
+from .ratelimit import LIMITERS
 from .settings import EmulatorSettings
 
 
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rps", type=float, default=d.requests_per_second,
                         help="requests per second per key (0 = unlimited)")
     parser.add_argument("--burst", type=float, default=None, help="token-bucket capacity (default max(1, rps))")
+    parser.add_argument("--limiter", choices=LIMITERS, default=d.limiter,
+                        help="bucket: token bucket with --burst; gateway: one request per 1/rps per key, "
+                             "measured on header arrival, no burst (nginx limit_req)")
     parser.add_argument("--processing-seconds", type=float, default=d.processing_seconds, help="fixed processing time")
     parser.add_argument("--per-mb", type=float, default=d.processing_seconds_per_mb,
                         help="extra processing seconds per MB")
@@ -50,6 +54,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         api_keys=tuple(args.key or ["emu-key"]),
         requests_per_second=args.rps,
         burst=args.burst,
+        limiter=args.limiter,
         processing_seconds=args.processing_seconds,
         processing_seconds_per_mb=args.per_mb,
         processing_jitter=args.jitter,

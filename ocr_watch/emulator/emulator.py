@@ -14,7 +14,7 @@ from typing import Any
 
 from .callbacks import CallbackSender
 from .faults import FaultBook, parse_triggers
-from .ratelimit import TokenBucketLimiter
+from .ratelimit import make_limiter
 from .results import render_result, sniff_kind
 from .server import ApiHandler, EmulatorHTTPServer, ResultHandler
 from .settings import EmulatorSettings
@@ -40,7 +40,8 @@ class Emulator:
         self._counters: Counter[str] = Counter()
         self._log: list[dict[str, Any]] = []
         self._results: dict[tuple[str, str], bytes] = {}
-        self.limiter = TokenBucketLimiter(self.settings.requests_per_second, self.settings.effective_burst)
+        s = self.settings
+        self.limiter = make_limiter(s.limiter, s.requests_per_second, s.effective_burst)
         self.uplink = Uplink(self.settings.upload_bytes_per_second, sleep=self._sleep)
         self.faults = FaultBook()
         self.signer = UrlSigner(self.settings.seed)
@@ -135,7 +136,9 @@ class Emulator:
         with self.store.lock, self._lock:  # lock order everywhere: store, then self
             new = self.settings.replace(**changes)
             old, self.settings = self.settings, new
-            if (new.requests_per_second, new.effective_burst) != (old.requests_per_second, old.effective_burst):
+            if new.limiter != old.limiter:
+                self.limiter = make_limiter(new.limiter, new.requests_per_second, new.effective_burst)
+            elif (new.requests_per_second, new.effective_burst) != (old.requests_per_second, old.effective_burst):
                 self.limiter.configure(new.requests_per_second, new.effective_burst)
             if new.upload_bytes_per_second != old.upload_bytes_per_second:
                 self.uplink.configure(new.upload_bytes_per_second)

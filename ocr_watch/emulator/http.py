@@ -4,13 +4,20 @@ envelope, the request log, and the faults that disturb a response: drop, trickle
 
 Handlers only speak HTTP: they parse, ask the ``Emulator`` (``self.server.emulator``) for
 decisions and state, and write responses (``protocol_version = "HTTP/1.1"``).
+
+A request's time (``arrived``: the request log's ``t``, and what the rate limiter measures)
+is when the kernel received its first bytes (``SO_TIMESTAMPNS`` on each read), not when a
+handler thread got round to it: on a loaded machine that can be tens of milliseconds later,
+which would make a gateway limiter see two well-spaced requests as too close.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +91,41 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not name it
+_STAMP = struct.Struct("qq")  # struct timespec
+
+
+class _StampedReader(io.RawIOBase):
+    """A socket's reads, each with the kernel's receive time of its data (``last_arrival``,
+    wall clock), or the time of the read where the kernel gives none."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.last_arrival = time.time()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            self._stamped = True
+        except OSError:
+            self._stamped = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._stamped:
+            n = self._sock.recv_into(buffer)
+            self.last_arrival = time.time()
+            return n
+        n, ancillary, _, _ = self._sock.recvmsg_into([buffer], socket.CMSG_SPACE(_STAMP.size))
+        arrival = time.time()
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _STAMP.size:
+                sec, nsec = _STAMP.unpack_from(data)
+                arrival = min(arrival, sec + nsec / 1e9)
+        self.last_arrival = arrival
+        return n
+
+
 class Handler(BaseHTTPRequestHandler):
     """Shared response helpers and per-request bookkeeping."""
 
@@ -105,6 +147,17 @@ class Handler(BaseHTTPRequestHandler):
     def emu(self) -> Emulator:
         return self.server.emulator
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # nothing read yet: read through the stamping reader instead
+        self._reader = _StampedReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+
+    @property
+    def arrived(self) -> float:
+        """Wall time the kernel received this request's headers (see the module docstring)."""
+        return self._t0
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.server.label, format % args)  # request line only, never headers
 
@@ -113,7 +166,9 @@ class Handler(BaseHTTPRequestHandler):
         self._task_id = None
         self._fault = None
         self._recorded = False
-        self._t0 = time.time()
+        # The read that brought the headers is the latest one (a client sends the next request
+        # only after the answer to the last).
+        self._t0 = min(time.time(), self._reader.last_arrival)
 
     def _key(self) -> str | None:
         return self.headers.get("X-API-KEY")

@@ -1,6 +1,9 @@
-"""Per-key token buckets: the "2 requests per second per key" limit of the reference.
+"""The per-key rate limit, two ways: a token bucket (the "2 requests per second per key" of
+the reference, with a burst) and a strict gateway (nginx ``limit_req`` without ``burst``).
 
-Separate from the HTTP layer so its arithmetic can be tested with a fake clock.
+The service does not document how it measures its limit; the gateway is the strictest
+common reading, so a client that never gets a 429 from it is safe against the others.
+Separate from the HTTP layer so the arithmetic can be tested with a fake clock.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import math
 import threading
 import time
 from collections.abc import Callable
+
+LIMITERS = ("bucket", "gateway")
 
 
 class TokenBucketLimiter:
@@ -36,8 +41,8 @@ class TokenBucketLimiter:
         with self._lock:
             self._buckets.clear()
 
-    def try_acquire(self, key: str) -> bool:
-        """Take one token for ``key``; False if the bucket is empty."""
+    def try_acquire(self, key: str, arrived: float | None = None) -> bool:
+        """Take one token for ``key``; False if the bucket is empty (``arrived`` is unused)."""
         if self._rate <= 0:
             return True
         with self._lock:
@@ -49,6 +54,59 @@ class TokenBucketLimiter:
                 return True
             self._buckets[key] = (tokens, now)
             return False
+
+
+class GatewayLimiter:
+    """Per key, at most one request per ``1/rate`` seconds, no burst; ``rate == 0``: unlimited.
+
+    Like nginx ``limit_req`` with no ``burst``: a request is measured when its headers
+    arrived (``arrived``: the kernel's receive time, wall clock; the clock's reading if not
+    given), and refused if it comes less than ``1/rate`` from the last one let through. A
+    refused request does not move the window, so a client that keeps knocking early is not
+    punished twice. Handler threads may ask out of order: the distance counts either way,
+    and the window only moves forward. Thread-safe.
+    """
+
+    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self._rate = float(rate)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}  # key -> arrival of the last request let through
+
+    def configure(self, rate: float, burst: float = 1.0) -> None:
+        """Change the rate (``burst`` is ignored: a gateway has none); forget every key."""
+        with self._lock:
+            self._rate = float(rate)
+            self._last.clear()
+
+    def reset(self) -> None:
+        """Forget every key's last request."""
+        with self._lock:
+            self._last.clear()
+
+    def try_acquire(self, key: str, arrived: float | None = None) -> bool:
+        """Let a request of ``key`` through, or refuse it (False) without moving the window."""
+        if self._rate <= 0:
+            return True
+        with self._lock:
+            now = self._clock() if arrived is None else arrived
+            last = self._last.get(key)
+            if last is not None and abs(now - last) < 1.0 / self._rate:
+                return False
+            self._last[key] = now if last is None else max(last, now)
+            return True
+
+
+Limiter = TokenBucketLimiter | GatewayLimiter
+
+
+def make_limiter(kind: str, rate: float, burst: float) -> Limiter:
+    """The limiter named ``kind`` (one of ``LIMITERS``)."""
+    if kind == "gateway":
+        return GatewayLimiter(rate)
+    if kind == "bucket":
+        return TokenBucketLimiter(rate, burst)
+    raise ValueError(f"limiter must be one of {', '.join(LIMITERS)}, not {kind!r}")
 
 
 def retry_after_header(seconds: float) -> str:

@@ -95,7 +95,7 @@ class ApiHandler(Handler):
             else:
                 self.send_envelope(401, "invalid api key")
             return None
-        if not self.emu.limiter.try_acquire(key):
+        if not self.emu.limiter.try_acquire(key, self.arrived):
             self.emu._count("rate_limited")
             headers = {}
             if self.emu.settings.retry_after_seconds is not None:

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .ratelimit import LIMITERS
+
 
 @dataclass(frozen=True)
 class EmulatorSettings:
@@ -19,6 +21,9 @@ class EmulatorSettings:
     api_keys: tuple[str, ...] = ("emu-key",)
     requests_per_second: float = 2.0
     burst: float | None = None
+    # "bucket": a token bucket of capacity effective_burst; "gateway": one request per
+    # 1/requests_per_second per key, no burst, like nginx limit_req (see ratelimit.py).
+    limiter: str = "bucket"
     processing_seconds: float = 3.0
     processing_seconds_per_mb: float = 0.0
     processing_jitter: float = 0.0
@@ -56,6 +61,8 @@ class EmulatorSettings:
             raise ValueError("processing_jitter must be <= 1")
         if self.burst is not None and self.burst <= 0:
             raise ValueError("burst must be > 0")
+        if self.limiter not in LIMITERS:
+            raise ValueError(f"limiter must be one of {', '.join(LIMITERS)}")
         if self.max_upload_bytes < 0:
             raise ValueError("max_upload_bytes must be >= 0")
         if self.credits is not None and self.credits < 0:

@@ -45,6 +45,30 @@ def test_throughput_smoke() -> None:
 
 
 @pytest.mark.timeout(120)
+def test_throughput_gateway_smoke() -> None:
+    """The strict-gateway case: its own targets, and the gaps the emulator saw."""
+    out = run_bench("throughput.py", "--files", "4", "--vendor-files", "2", "--naive-files", "2",
+                    "--processing-seconds", "0.3", "--rps", "8", "--no-callbacks", "--limiter", "gateway")
+    assert "(strict gateway limiter)" in out
+    for figure in ("ocr-watch at the gateway: 429s", "ocr-watch at the gateway: files per minute",
+                   "ocr-watch at the gateway: API calls per file", "ocr-watch at the gateway: done-to-downloaded p50",
+                   "ocr-watch at the gateway: closest two API requests"):
+        assert figure in out
+    assert "target >= 216" in out and "target <= 2.2" in out and "target <= 1.0 s" in out
+    assert "ocr-watch: gaps between API requests at the emulator (ms): min " in out
+
+
+@pytest.mark.timeout(120)
+def test_gateway_restarts_smoke() -> None:
+    out = run_bench("gateway_restarts.py", "--files", "8", "--kills", "2", "--every", "0.2",
+                    "--processing-seconds", "0.3", "--rps", "5")
+    assert "2 x kill -9 and restart" in out and "kill -9 and restart" in out
+    assert "429s from the restarts (first 5 s of each new process)" in out and "target 0" in out
+    assert "closest: killed process's last request to the new one's first" in out and "target >= 200 ms" in out
+    assert "files finished (of which quarantined)" in out and "8 (0)" in out
+
+
+@pytest.mark.timeout(120)
 def test_latency_smoke() -> None:
     out = run_bench("latency.py", "--files", "5", "--polling-files", "3", "--poll-interval", "0.3",
                     "--settle-seconds", "0.2")
