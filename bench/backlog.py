@@ -14,6 +14,7 @@ admitted. Figures: start to the first create, peak RSS (VmHWM) then.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -37,6 +38,16 @@ def first_create(emu: EmulatorProc, started: float) -> float:
     return min(creates) - started
 
 
+def spacing(emu: EmulatorProc) -> tuple[float, float]:
+    """Median and mean gap between API requests as the emulator received them, in ms: with a
+    backlog the bucket always has a waiter, so what exceeds 1/rate is the daemon's lag."""
+    times = sorted(r["t"] for r in emu.requests() if r["host"] == "api")
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    if not gaps:
+        return 0.0, 0.0
+    return 1000 * gaps[len(gaps) // 2], 1000 * (times[-1] - times[0]) / len(gaps)
+
+
 def drain(args: argparse.Namespace, report: Report) -> None:
     ws = Workspace(prefix="ocr-bench-backlog-")
     try:
@@ -54,12 +65,17 @@ def drain(args: argparse.Namespace, report: Report) -> None:
                 code = daemon.stop()
             first = first_create(emu, started)
             stats = emu.stats()
+            median_gap, mean_gap = spacing(emu)
     finally:
         ws.cleanup()
     rate = args.files / (ended - started)
     report.figure(f"{args.files} files: start to first create", first, "{:.2f}", "s", "<= 2 s", first <= 2.0)
     report.figure(f"{args.files} files: files a second, start to all archived", rate, "{:.1f}", "files/s",
                   ">= 80", rate >= 80)
+    report.figure("  API requests: gap between two, median", median_gap, "{:.2f}", "ms")
+    report.figure("  API requests: gap between two, mean", mean_gap, "{:.2f}", "ms")
+    report.note(f"1/rate is {1000 / args.rps:.2f} ms: a gap beyond it is the daemon's lag (the bucket "
+                f"spaces each grant from the last one, so a late wake-up is not made up)")
     report.note(f"{args.files} files: {ended - started:.1f} s; emulator creates {stats['creates']}, queries "
                 f"{stats['queries']}, 429s {stats['rate_limited']}; config api {config['api']['requests_per_second']} "
                 f"req/s, pool {config['pool']}, watch {config['watch']}; daemon exit {code}")
