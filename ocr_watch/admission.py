@@ -20,6 +20,10 @@ once (`not_a_regular_file`) and left alone. The same thread asks whether a write
 each file open (`source.writer_open`), so a paused writer's file is not taken even where no
 event says so. A file reported while an earlier version of it is in flight is remembered and
 looked at again the moment that row is released (`released`), not at the next rescan.
+
+One admission per job (issue 18): its inbox, its name on every row, and its options, resolved
+for each file as it is admitted (its job's, or its first matching rule's) and kept in the
+journal, one row per format.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import itertools
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -39,7 +43,7 @@ from ocr_watch.intake.filters import ignore_reason
 from ocr_watch.intake.identity import FileStamp
 from ocr_watch.intake.source import NotRegularFile, describe_mode, writer_open
 from ocr_watch.intake.stability import SettleTracker
-from ocr_watch.journal import Journal
+from ocr_watch.journal import Journal, RowOptions
 from ocr_watch.watch import Reason, scan_files
 
 __all__ = ["Admission"]
@@ -58,8 +62,9 @@ class Admission:
         inbox: Path,
         journal: Journal,
         enqueue: Callable[[int], None],
-        options_key: str,
+        options: Callable[[str], Sequence[RowOptions]],
         *,
+        job: str = "default",
         settle_s: float,
         activity: asyncio.Event,
         mono: Callable[[], float] = time.monotonic,
@@ -67,7 +72,8 @@ class Admission:
         self.inbox = inbox
         self.journal = journal
         self._enqueue = enqueue
-        self._options_key = options_key
+        self._options = options  # a file's options, one per format, by its path below the inbox
+        self.job = job
         # The tracker's re-check reads stamps fetched in the batch's thread, not the disk.
         self._fetched: dict[Path, FileStamp | OSError] = {}
         # And whether a writer has the file open (None: cannot tell), asked in the same thread.
@@ -98,10 +104,11 @@ class Admission:
     def idle(self) -> bool:
         return len(self._tracker) == 0 and self._scans == 0 and not self._pending and not self._stepping
 
-    def reconfigure(self, options_key: str, *, settle_s: float) -> None:
-        """A reload: files admitted from now on get `options_key`; files that start settling
-        from now on wait `settle_s` (those settling already keep their deadline)."""
-        self._options_key = options_key
+    def reconfigure(self, options: Callable[[str], Sequence[RowOptions]], *, settle_s: float) -> None:
+        """A reload: files admitted from now on get their `options`; files that start settling
+        from now on wait `settle_s` (those settling already keep their deadline). A file
+        admitted before keeps the options in its rows."""
+        self._options = options
         self._tracker.settle_seconds = settle_s
 
     def report(self, rel: str, reason: Reason | str) -> None:
@@ -265,18 +272,21 @@ class Admission:
             log.warning("stat_failed", file=rel, error=str(current))
             return
         key = current.key
-        if self.journal.live_for(rel) is not None:
+        if self.journal.live_for(rel, self.job) is not None:
             # Already being worked on. If this is a newer version, it is admitted when that
             # row is released (the pool calls `released`), whatever the rescan interval.
             self._deferred[rel] = Reason.CLOSED
             return
-        if self.journal.finished_with_stamp(rel, key) is not None:
+        if self.journal.finished_with_stamp(rel, key, self.job) is not None:
             return  # this very file was finished and left in place
-        row = self.journal.add(rel, key, self._options_key, mode=current.mode)
+        options = self._options(rel)
+        rows = self.journal.add_file(rel, key, options, mode=current.mode, job=self.job)
         self.admitted += 1
-        log.info("file_admitted", file=rel, size=current.size,
-                 settled_s=None if reported is None else round(self._mono() - reported, 4))
-        self._enqueue(row.id)
+        log.info("file_admitted", job=self.job, file=rel, size=current.size,
+                 formats=",".join(o.format for o in options), language=options[0].language,
+                 rule=options[0].rule, settled_s=None if reported is None else round(self._mono() - reported, 4))
+        for row in rows:
+            self._enqueue(row.id)
 
 
 def _read_stamps(inbox: Path, paths: list[Path], ask: set[Path]

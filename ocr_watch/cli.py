@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "retry":
             cmd.add_argument("paths", nargs="*", metavar="PATH",
                              help="quarantined files, relative to the quarantine folder (default: all)")
+            cmd.add_argument("--job", metavar="NAME", default=None,
+                             help="the job whose quarantine PATHs are in (default: the only one; without "
+                                  "PATHs: every job's)")
         if name == "once":
             cmd.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                              help="stop after this long as SIGTERM does (every task recorded, resumable) "
@@ -156,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = logs.configure(config.log_level, secrets=daemon.secrets(config))
     # Before the journal is opened: one daemon per state_dir and per inbox.
     try:
-        lock = runlock.acquire(config.state_dir, config.folders.inbox)
+        lock = runlock.acquire(config.state_dir, config.jobs[0].folders.inbox, others={
+            f"{job.prefix}folders.inbox": job.folders.inbox for job in config.jobs[1:]})
     except runlock.Busy as exc:
         _refuse("already_running", f"{exc}; not starting")
         return EXIT_BUSY
@@ -175,7 +179,8 @@ def _serve(once: bool, config: cfgmod.Config, timeout_s: float | None = None,
     """Run the daemon, the locks held; the exit code. ``out``: where log lines go, the progress
     bar drawn below them when it is a terminal."""
     try:
-        runlock.claim_state_dir(config.state_dir, config.folders.inbox)
+        runlock.claim_state_dir(config.state_dir, config.jobs[0].folders.inbox,
+                                others=tuple(job.folders.inbox for job in config.jobs[1:]))
     except cfgmod.ConfigError as exc:
         _print_problems(exc)
         return EXIT_CONFIG

@@ -13,8 +13,8 @@ implements it and imports none of them. Two families are read at each scrape ins
 Counters count from this process's start (a restart starts them at 0, which Prometheus'
 `rate()` and `increase()` expect); the journal's totals over its life are in `status`.
 
-    ocr_watch_files_total{outcome="done"|"quarantined"}
-    ocr_watch_files_in_state{state=...}                gauge, live journal states
+    ocr_watch_files_total{job, outcome="done"|"quarantined"}   a file in several formats: one a format
+    ocr_watch_files_in_state{job, state=...}           gauge, live journal states
     ocr_watch_api_requests_total{kind, code}           kind create|query|download|credits;
                                                        code the HTTP status, "error": no answer
     ocr_watch_credits_spent_total                      our tasks that ended done (billed)
@@ -39,7 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ocr_watch.config import ConfigError, Listen, listen_text
-from ocr_watch.journal.reader import read_counts
+from ocr_watch.journal.reader import read_job_counts
 from ocr_watch.journal.states import TERMINAL, FileState
 from ocr_watch.recorder import ApiKind, Outcome
 
@@ -58,15 +58,18 @@ class _JournalStates(Collector):
     """`ocr_watch_files_in_state`, read from the journal at each scrape (a thread of the
     HTTP server; a read-only connection of its own, never the daemon's)."""
 
-    def __init__(self, journal: Path) -> None:
+    def __init__(self, journal: Path, jobs: tuple[str, ...]) -> None:
         self._journal = journal
+        self._jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("ocr_watch_files_in_state", "Files in each live journal state.",
-                                   labels=["state"])
-        counts = read_counts(self._journal)
-        for state in _LIVE_STATES:
-            family.add_metric([state.value], counts.get(state.value, 0))
+        family = GaugeMetricFamily("ocr_watch_files_in_state", "Files in each live journal state, by job.",
+                                   labels=["job", "state"])
+        by_job = read_job_counts(self._journal)
+        for job in dict.fromkeys([*self._jobs, *by_job]):
+            counts = by_job.get(job, {})
+            for state in _LIVE_STATES:
+                family.add_metric([job, state.value], counts.get(state.value, 0))
         yield family
 
 
@@ -85,12 +88,15 @@ class _CreditsLeft(Collector):
 class Metrics:
     """The daemon's metrics: a :class:`~ocr_watch.recorder.Recorder`, and the HTTP endpoint."""
 
-    def __init__(self, journal: Path | None = None) -> None:
+    def __init__(self, journal: Path | None = None, jobs: tuple[str, ...] = ("default",)) -> None:
+        """`jobs`: the configured jobs' names, shown at 0 before their first file."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._files = Counter("ocr_watch_files", "Files finished, by outcome.", ["outcome"], registry=r)
-        for outcome in ("done", "quarantined"):
-            self._files.labels(outcome)
+        self._files = Counter("ocr_watch_files", "Files finished, by job and outcome.", ["job", "outcome"],
+                              registry=r)
+        for job in jobs:
+            for outcome in ("done", "quarantined"):
+                self._files.labels(job, outcome)
         self._requests = Counter("ocr_watch_api_requests", "Requests to the service, by kind and HTTP status.",
                                  ["kind", "code"], registry=r)
         self._credits = Counter("ocr_watch_credits_spent", "Tasks of ours that ended done: one credit each.",
@@ -108,7 +114,7 @@ class Metrics:
         self._left = _CreditsLeft()
         r.register(self._left)
         if journal is not None:
-            r.register(_JournalStates(journal))
+            r.register(_JournalStates(journal, jobs))
         ProcessCollector(registry=r)
         self._done_at: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
@@ -120,8 +126,8 @@ class Metrics:
     def api_request(self, kind: ApiKind, code: str) -> None:
         self._requests.labels(kind, code).inc()
 
-    def file_finished(self, outcome: Outcome, seconds: float | None) -> None:
-        self._files.labels(outcome).inc()
+    def file_finished(self, outcome: Outcome, seconds: float | None, job: str = "default") -> None:
+        self._files.labels(job, outcome).inc()
         if seconds is not None:
             self._file_seconds.observe(seconds)
 
@@ -167,12 +173,12 @@ class Metrics:
         self._server = self._thread = None
 
 
-def start(listen: Listen | None, journal: Path) -> Metrics | None:
+def start(listen: Listen | None, journal: Path, jobs: tuple[str, ...] = ("default",)) -> Metrics | None:
     """The daemon's metrics served at `metrics.listen`, or None when that is not set. A port
     that cannot be had is a configuration problem naming the key, as for `callback.listen`."""
     if listen is None:
         return None
-    metrics = Metrics(journal)
+    metrics = Metrics(journal, jobs)
     try:
         host, port = metrics.serve(listen.host, listen.port)
     except OSError as exc:

@@ -24,8 +24,9 @@ class Recorder(Protocol):
     def api_request(self, kind: ApiKind, code: str) -> None:
         """One request answered with HTTP status `code` ("error": no answer, a transport error)."""
 
-    def file_finished(self, outcome: Outcome, seconds: float | None) -> None:
-        """A file's journey ended; `seconds` from its admission (None: not known)."""
+    def file_finished(self, outcome: Outcome, seconds: float | None, job: str = "default") -> None:
+        """A file's journey ended (of `job`; a file in several formats: each format's row);
+        `seconds` from its admission (None: not known)."""
 
     def task_done(self, task_id: str, done_at: float) -> None:
         """A task of ours ended done at the service, at wall time `done_at`: one credit billed."""
@@ -46,7 +47,7 @@ class NullRecorder:
     def api_request(self, kind: ApiKind, code: str) -> None:
         pass
 
-    def file_finished(self, outcome: Outcome, seconds: float | None) -> None:
+    def file_finished(self, outcome: Outcome, seconds: float | None, job: str = "default") -> None:
         pass
 
     def task_done(self, task_id: str, done_at: float) -> None:

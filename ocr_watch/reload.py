@@ -50,7 +50,7 @@ class ReloadPlan:
 
 def plan_reload(running: cfgmod.Config) -> ReloadPlan:
     """Read `running.path` again; ConfigError with check-config's lines if it cannot be used,
-    or with what `run` would refuse at start (several formats, say).
+    or with what `run` would refuse at start.
 
     Blocking (reads the file, looks at the folders): call it in a thread.
     """
@@ -59,7 +59,6 @@ def plan_reload(running: cfgmod.Config) -> ReloadPlan:
     changes = cfgmod.changed(running, new)
     live = [change for change in changes if change.local in LIVE_KEYS]
     effective = cfgmod.take(running, new, live)
-    effective.folders, effective.ocr.format  # noqa: B018 - what run refuses at start raises ConfigError here
     cfgmod.prepare_folders(effective)  # on_success now archive: its folder is made, as at start
     return ReloadPlan(effective, [c.key for c in live], [c.key for c in changes if c.local not in LIVE_KEYS])
 

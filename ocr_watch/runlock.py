@@ -5,8 +5,8 @@ paid files quarantined); two daemons with two journals on one inbox each upload 
 So `run` and `once` take two ``flock(LOCK_EX | LOCK_NB)`` locks before the journal is opened:
 
 * ``state_dir/lock`` (0600), which then holds the holder's pid as text, for the message;
-* the inbox folder itself, through an ``O_RDONLY | O_DIRECTORY`` descriptor: nothing is
-  written into the user's inbox.
+* each job's inbox folder itself, through an ``O_RDONLY | O_DIRECTORY`` descriptor: nothing
+  is written into the user's inbox.
 
 A second daemon gets :class:`Busy` (the CLI exits 75, EX_TEMPFAIL, which systemd's
 ``Restart=on-failure`` retries). The descriptors stay open, close-on-exec, until the process
@@ -14,9 +14,11 @@ ends; the kernel drops flock locks at any exit, ``kill -9`` included, so there i
 stale to clean up. The holder's pid comes from ``/proc/locks`` (or the lock file's text).
 A filesystem that cannot flock (some network shares) is logged and not locked, as before.
 
-A state_dir also records which inbox it serves (``state_dir/owner.json``, written once,
-atomically, under the lock): a state_dir claimed by another inbox stops start-up as a
+A state_dir also records which inboxes it serves (``state_dir/owner.json``, written
+atomically, under the lock): a state_dir claimed by other inboxes stops start-up as a
 configuration error (:func:`claim_state_dir`), so two configurations can never share a journal.
+With jobs, a configuration that still serves one of the recorded inboxes is the same one with
+jobs added or removed: it is let in, and the record updated.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 
-from ocr_watch.config import OWNER_FILE, ConfigError, read_owner
+from ocr_watch.config import OWNER_FILE, ConfigError, read_owners
 from ocr_watch.fsops import atomic_write_bytes
 
 __all__ = ["LOCK_FILE", "Busy", "RunLock", "acquire", "claim_state_dir", "holder"]
@@ -89,8 +92,9 @@ class RunLock:
         return True
 
 
-def acquire(state_dir: Path, inbox: Path) -> RunLock:
-    """Lock ``state_dir`` then ``inbox``; raise :class:`Busy` (nothing held) if either is taken.
+def acquire(state_dir: Path, inbox: Path, *, others: Mapping[str, Path] | None = None) -> RunLock:
+    """Lock ``state_dir``, then ``inbox``, then the ``others`` (more jobs' inboxes, by their
+    dotted key); raise :class:`Busy` (nothing held) if any is taken.
 
     A lock file or an inbox that cannot be opened is a :class:`ConfigError` naming the key.
     """
@@ -105,28 +109,35 @@ def acquire(state_dir: Path, inbox: Path) -> RunLock:
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         fd = _open("folders.inbox", inbox, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         lock._hold("inbox", inbox, fd)
+        for key, other in (others or {}).items():
+            fd = _open(key, other, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            lock._hold("inbox", other, fd)
     except BaseException:
         lock.release()
         raise
     return lock
 
 
-def claim_state_dir(state_dir: Path, inbox: Path) -> None:
-    """Record that ``state_dir`` serves ``inbox``, or raise :class:`ConfigError` if it serves
-    another. Call with the state_dir's lock held."""
+def claim_state_dir(state_dir: Path, inbox: Path, *, others: tuple[Path, ...] = ()) -> None:
+    """Record that ``state_dir`` serves ``inbox`` (and the ``others``: more jobs' inboxes), or
+    raise :class:`ConfigError` if it serves none of them. Call with the state_dir's lock held."""
     try:
-        owner = read_owner(state_dir)
+        owners = read_owners(state_dir)
     except (OSError, ValueError) as exc:
         raise ConfigError([f"state_dir: cannot read {state_dir / OWNER_FILE} ({exc}); remove it "
                            "if this state_dir belongs to this configuration"]) from None
-    if owner == inbox:
+    ours = [inbox, *others]
+    if owners == ours:
         return
-    if owner is not None:
+    if owners and not set(owners) & set(ours):
         raise ConfigError([
-            f"state_dir: {state_dir} already serves the inbox {owner}, not folders.inbox {inbox}; "
+            f"state_dir: {state_dir} already serves the inbox {owners[0]}, not folders.inbox {inbox}; "
             "give each inbox its own state_dir (if the inbox was moved here, remove "
             f"{state_dir / OWNER_FILE})"])
-    data = json.dumps({"inbox": str(inbox)}) + "\n"  # a name in any bytes: surrogates, escaped
+    record: dict[str, object] = {"inbox": str(inbox)}
+    if others:
+        record["inboxes"] = [str(p) for p in others]
+    data = json.dumps(record) + "\n"  # a name in any bytes: surrogates, escaped
     try:
         atomic_write_bytes(state_dir / OWNER_FILE, data.encode(), 0o600)  # state_dir: ours alone
     except OSError as exc:

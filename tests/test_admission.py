@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ocr_watch.admission import Admission
-from ocr_watch.journal import Journal
+from ocr_watch.journal import Journal, RowOptions
 
 HOLD_S = 5.0
 
@@ -60,8 +60,8 @@ class Run:
     def __init__(self, inbox: Path, journal: Journal, settle_s: float) -> None:
         self.queued: list[int] = []
         self.activity = asyncio.Event()
-        self.admission = Admission(inbox, journal, self.queued.append, "txt", settle_s=settle_s,
-                                   activity=self.activity)
+        self.admission = Admission(inbox, journal, self.queued.append, lambda rel: [RowOptions("txt", "English")],
+                                   settle_s=settle_s, activity=self.activity)
 
     async def until(self, predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
         """Wait, through admission's own activity signal, until ``predicate`` holds."""

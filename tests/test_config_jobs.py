@@ -110,14 +110,12 @@ class TestReading:
         assert config.api.key == Secret(KEY)
         assert not config.simple
 
-    def test_code_serving_one_job_is_refused_several(self, tmp_path: Path) -> None:
-        """Until the daemon serves jobs, config.folders and ocr.format raise a ConfigError
-        naming the key for what it would serve only in part (run exits 2 instead)."""
+    def test_the_one_job_accessors_refuse_several(self, tmp_path: Path) -> None:
+        """config.folders is the simple setup's one job's; with several, asking is a bug of the
+        caller, not an answer about the first job."""
         config = load_config(write(tmp_path, three_jobs(tmp_path)), env={})
-        with pytest.raises(ConfigError, match="jobs: 3 jobs are read"):
+        with pytest.raises(ValueError, match=r"3 jobs; use config\.jobs"):
             config.folders  # noqa: B018
-        with pytest.raises(ConfigError, match=r"ocr\.format: pdf, txt are read"):
-            config.jobs[1].ocr.format  # noqa: B018
         assert config.ocr is config.jobs[0].ocr and config.ocr.format == "xlsx"
 
     def test_the_simple_setup_is_one_job_named_default(self, tmp_path: Path) -> None:
@@ -520,26 +518,13 @@ def test_the_example_jobs_block_loads(tmp_path: Path) -> None:
     assert resolve_options(config.jobs[1], "x/a-secret.pdf").password == Secret(PASSWORD)
 
 
-def test_check_config_shows_the_jobs_and_run_refuses_them_for_now(tmp_path: Path) -> None:
-    """`check-config` exits 0 and prints every job, masked; `run` (the daemon serves one job
-    and one format until issue 18 is wired) exits 2 naming jobs: (before it opens a journal)
-    or ocr.format (before it calls the API)."""
+def test_check_config_shows_the_jobs_masked(tmp_path: Path) -> None:
+    """`check-config` exits 0 and prints every job, its secrets masked (tests/e2e/test_jobs.py
+    runs them)."""
     config = write(tmp_path, three_jobs(tmp_path))
-
-    def cli(command: str, config: Path = config) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ocr_watch", command, "--config", str(config)],
-                              capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
-
-    checked = cli("check-config")
+    checked = subprocess.run([sys.executable, "-m", "ocr_watch", "check-config", "--config", str(config)],
+                             capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
     assert checked.returncode == 0, checked.stderr
     assert "  contracts:\n" in checked.stdout and "# run would create jobs.letters.folders.inbox" in checked.stdout
-    ran = cli("run")
-    assert ran.returncode == 2 and "jobs: 3 jobs are read" in ran.stderr
-    assert not (tmp_path / ".ocr-watch" / "ocr-watch.jobs" / "journal.sqlite3").exists()
     for secret in (KEY, JOB_KEY, PASSWORD):
-        assert secret not in checked.stdout + checked.stderr + ran.stdout + ran.stderr
-    simple = write(tmp_path, f"folders: {{inbox: in, outbox: out, quarantine: q}}\n"
-                             f"ocr: {{format: [pdf, txt]}}\n"
-                             f"api: {{key: {KEY}, base_url: 'http://127.0.0.1:9'}}\n", "simple.yaml")
-    ran = cli("run", simple)
-    assert ran.returncode == 2 and "ocr.format: pdf, txt are read" in ran.stderr
+        assert secret not in checked.stdout + checked.stderr

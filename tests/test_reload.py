@@ -184,7 +184,7 @@ def test_a_sighup_while_starting_is_a_reload_once_ready_not_a_death(
 
 
 class TestJobs:
-    """With `jobs:` (one job: what this daemon serves), a job's keys are named with its name."""
+    """With `jobs:`, a job's keys are named with its name."""
 
     def write_jobs(self, path: Path, jobs: dict[str, Any]) -> Path:
         path.write_text(yaml.safe_dump({"api": BASE["api"], "jobs": jobs}))
@@ -213,9 +213,9 @@ class TestJobs:
         assert plan.applied == [] and plan.needs_restart == ["jobs"]
         assert [job.name for job in plan.config.jobs] == ["scans"] and plan.config.ocr.format == "txt"
 
-    def test_what_run_refuses_at_start_a_reload_refuses(self, running_job: cfgmod.Config, tmp_path: Path) -> None:
-        """Several formats are read but not yet served: refused, naming ocr.format, as at start."""
+    def test_several_formats_are_applied_like_one(self, running_job: cfgmod.Config, tmp_path: Path) -> None:
+        """Several formats are served (issue 18): the next files get a row per format."""
         self.write_jobs(tmp_path / "j.yaml", {"scans": self.job("scans", format=["txt", "pdf"])})
-        with pytest.raises(cfgmod.ConfigError) as refused:
-            plan_reload(running_job)
-        assert refused.value.problems[0].startswith("ocr.format:")
+        plan = plan_reload(running_job)
+        assert plan.applied == ["jobs.scans.ocr.format"] and plan.needs_restart == []
+        assert plan.config.jobs[0].ocr.formats == ("txt", "pdf")

@@ -129,3 +129,28 @@ def test_the_systemd_unit_retries_exit_75() -> None:
     unit.read(Path(__file__).resolve().parents[1] / "systemd" / "ocr-watch.service")
     assert unit["Service"]["Restart"] in ("on-failure", "always")
     assert "75" not in unit["Service"].get("RestartPreventExitStatus", "").split()
+
+
+def test_every_jobs_inbox_is_locked_and_recorded(tmp_path: Path) -> None:
+    """With jobs, each job's inbox is locked (a second daemon on any of them is refused) and the
+    owner record names them all; the same configuration with a job added or removed still owns
+    its state_dir, another configuration does not."""
+    from ocr_watch.config import read_owners
+
+    state_dir, inbox = folders(tmp_path)
+    more = [tmp_path / "jobs-b", tmp_path / "jobs-c"]
+    for folder in more:
+        folder.mkdir()
+    other = tmp_path / "other-state"
+    other.mkdir()
+    with runlock.acquire(state_dir, inbox, others={"jobs.b.folders.inbox": more[0],
+                                                   "jobs.c.folders.inbox": more[1]}):
+        with pytest.raises(runlock.Busy) as info:
+            runlock.acquire(other, more[1])
+        assert info.value.what == "inbox"
+    runlock.claim_state_dir(state_dir, inbox, others=tuple(more))
+    assert read_owners(state_dir) == [inbox, *more]
+    runlock.claim_state_dir(state_dir, more[0])  # jobs removed: a recorded inbox is still ours
+    assert read_owners(state_dir) == [more[0]]
+    with pytest.raises(ConfigError):
+        runlock.claim_state_dir(state_dir, tmp_path / "elsewhere")

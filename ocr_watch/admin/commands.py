@@ -16,7 +16,8 @@ __all__ = ["run_admin"]
 
 
 def run_admin(command: str, config: Config, args: argparse.Namespace) -> int:
-    """`status`: 0 (2 if the journal cannot be read); `retry`: 0, or 1 if a PATH is not in quarantine."""
+    """`status`: 0 (2 if the journal cannot be read); `retry`: 0, 1 if a PATH is not in
+    quarantine, 2 for a job that is not configured (or paths without --job among several)."""
     if command == "status":
         try:
             found = status_mod.gather(config)
@@ -25,12 +26,25 @@ def run_admin(command: str, config: Config, args: argparse.Namespace) -> int:
             return 2
         print(status_mod.as_json(found) if args.json else status_mod.human(found), end="\n" if args.json else "")
         return 0
-    moved, missing = retry(config, list(args.paths))
+    jobs = {job.name: job for job in config.jobs}
+    job = None
+    if args.job is not None:
+        job = jobs.get(args.job)
+        if job is None:
+            print(f"ocr-watch: retry: no job '{args.job}' (jobs: {', '.join(jobs)})", file=sys.stderr)
+            return 2
+    try:
+        moved, missing = retry(config, list(args.paths), job)
+    except ValueError as exc:
+        print(f"ocr-watch: retry: {exc} ({', '.join(jobs)})", file=sys.stderr)
+        return 2
+    several = len(jobs) > 1
     for item in moved:
         report = f"; report to {item.report_to}" if item.report_to else ""
-        print(f"{readable(item.rel)} -> inbox {readable(item.to)}{report}")
+        print(f"{item.job + ': ' if several else ''}{readable(item.rel)} -> inbox {readable(item.to)}{report}")
+    where = (job or config.jobs[0]).folders.quarantine
     for text in missing:
-        print(f"ocr-watch: retry: {readable(text)}: not in quarantine ({config.folders.quarantine})", file=sys.stderr)
+        print(f"ocr-watch: retry: {readable(text)}: not in quarantine ({where})", file=sys.stderr)
     if not moved and not missing:
         print("nothing in quarantine")
     return 1 if missing else 0

@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ocr_watch.config import Config
-from ocr_watch.daemon import RETIRED_REPORTS
+from ocr_watch.config import Config, Job
 from ocr_watch.fsops import move_no_clobber
 from ocr_watch.results.listing import Quarantined, quarantined_files
 from ocr_watch.results.quarantine import retire_report
+from ocr_watch.served import RETIRED_REPORTS
 
 __all__ = ["Retried", "retry"]
 
@@ -38,6 +38,7 @@ class Retried:
     rel: str
     to: str
     report_to: Path | None
+    job: str = "default"
 
 
 def _original_name(q: Quarantined) -> str:
@@ -52,9 +53,9 @@ def _original_name(q: Quarantined) -> str:
     return wanted.name
 
 
-def _wanted(config: Config, paths: list[str]) -> tuple[list[Quarantined], list[str]]:
+def _wanted(job: Job, paths: list[str]) -> tuple[list[Quarantined], list[str]]:
     """The quarantined files `paths` name (all when empty), and the paths that name none."""
-    root = config.folders.quarantine
+    root = job.folders.quarantine
     found = [q for q in quarantined_files(root) if q.present]
     if not paths:
         return found, []
@@ -81,19 +82,31 @@ def _wanted(config: Config, paths: list[str]) -> tuple[list[Quarantined], list[s
     return sorted(chosen.values(), key=lambda q: q.rel), missing
 
 
-def retry(config: Config, paths: list[str]) -> tuple[list[Retried], list[str]]:
-    """Move the files `paths` name (relative to the quarantine folder; a folder names all in
-    it; none: every one) back to the inbox. What was moved, and the paths not in quarantine."""
-    chosen, missing = _wanted(config, paths)
+def retry(config: Config, paths: list[str], job: Job | None = None) -> tuple[list[Retried], list[str]]:
+    """Move the files `paths` name (relative to `job`'s quarantine folder; a folder names all
+    in it; none: every one) back to its inbox. What was moved, and the paths not in quarantine.
+    No `job`: the only job's (paths), or every job's (no paths)."""
+    if job is None:
+        if paths and len(config.jobs) > 1:
+            raise ValueError("paths are relative to one job's quarantine: name the job with --job")
+        every: list[Retried] = []
+        absent: list[str] = []
+        for each in config.jobs:
+            more, lost = retry(config, paths, each)
+            every += more
+            absent += lost
+        return every, absent
+    chosen, missing = _wanted(job, paths)
     retired = config.state_dir / RETIRED_REPORTS
     done = []
     for q in chosen:
-        target = config.folders.inbox / PurePosixPath(q.rel).parent / _original_name(q)
+        target = job.folders.inbox / PurePosixPath(q.rel).parent / _original_name(q)
         try:
             moved = move_no_clobber(q.path, target)
         except FileNotFoundError:
             missing.append(q.rel)  # taken back by someone else meanwhile
             continue
         report_to = retire_report(q.path, retired)
-        done.append(Retried(rel=q.rel, to=moved.relative_to(config.folders.inbox).as_posix(), report_to=report_to))
+        done.append(Retried(rel=q.rel, to=moved.relative_to(job.folders.inbox).as_posix(), report_to=report_to,
+                            job=job.name))
     return done, missing

@@ -36,8 +36,11 @@ SHOWN_QUARANTINED = 5  # the newest failures the human output lists
 class Status:
     pid: int | None
     journal: Snapshot
-    quarantined: list[Quarantined]
+    quarantined: list[Quarantined]  # every job's, in the order of `jobs`
     now: float
+    # The configured jobs' names, and which job each entry of `quarantined` belongs to.
+    jobs: tuple[str, ...] = ("default",)
+    quarantined_job: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -48,8 +51,19 @@ def gather(config: Config, *, now: float | None = None) -> Status:
     """Read everything `status` shows; changes nothing on disk."""
     pid = runlock.holder(config.state_dir)
     snapshot = read_snapshot(config.state_dir / JOURNAL_FILE)
-    return Status(pid=pid, journal=snapshot, quarantined=quarantined_files(config.folders.quarantine),
-                  now=time.time() if now is None else now)
+    found = [(job.name, q) for job in config.jobs for q in quarantined_files(job.folders.quarantine)]
+    return Status(pid=pid, journal=snapshot, quarantined=[q for _, q in found],
+                  now=time.time() if now is None else now, jobs=tuple(job.name for job in config.jobs),
+                  quarantined_job=tuple(name for name, _ in found))
+
+
+def _by_job(status: Status) -> dict[str, dict[str, Any]]:
+    """Each job's files per state and files in quarantine now (the jobs configured, then any
+    other the journal still holds rows of)."""
+    counts = status.journal.job_counts
+    return {job: {"counts": counts.get(job, {s.value: 0 for s in FileState}),
+                  "in_quarantine": status.quarantined_job.count(job)}
+            for job in dict.fromkeys([*status.jobs, *counts])}
 
 
 def _iso(ts: float | None) -> str | None:
@@ -68,7 +82,9 @@ def as_json(status: Status) -> str:
         "pid": status.pid,
         "counts": j.counts,
         "quarantined": [{"path": readable(q.rel), "reason": q.reason, "stage": q.stage, "failed_at": q.failed_at,
-                         "source": q.source, "file_present": q.present} for q in status.quarantined],
+                         "source": q.source, "file_present": q.present, "job": job}
+                        for q, job in zip(status.quarantined, _jobs_of(status), strict=True)],
+        "jobs": _by_job(status),
         "credits_spent": j.credits_spent,
         "possible_double_charges": j.possible_double_charges,
         "credits_left": j.credits_left,
@@ -82,6 +98,10 @@ def as_json(status: Status) -> str:
         "journal_exists": j.exists,
     }
     return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _jobs_of(status: Status) -> tuple[str, ...]:
+    return status.quarantined_job or (status.jobs[0],) * len(status.quarantined)
 
 
 def _ago(seconds: float) -> str:
@@ -105,6 +125,11 @@ def human(status: Status) -> str:
         lines.append("journal: none yet (no file seen)")
     counts = ", ".join(f"{j.counts.get(s.value, 0)} {s.value}" for s in FileState)
     lines.append(f"files: {counts}")
+    if len(status.jobs) > 1:
+        for job, facts in _by_job(status).items():
+            shown = ", ".join(f"{facts['counts'].get(s.value, 0)} {s.value}" for s in FileState
+                              if facts["counts"].get(s.value, 0))
+            lines.append(f"  job {job}: {shown or 'no files'}; {facts['in_quarantine']} in quarantine")
     if j.oldest_waiting is not None:
         w = j.oldest_waiting
         lines.append(f"oldest unfinished: {readable(w.rel)} ({w.state.value}), "
@@ -123,10 +148,13 @@ def human(status: Status) -> str:
     else:
         lines.append("last success: none")
     lines.append(f"in quarantine: {len(status.quarantined)} (journal: {j.counts.get('quarantined', 0)} ever)")
-    for q in status.quarantined[:SHOWN_QUARANTINED]:
+    several = len(status.jobs) > 1
+    for q, job in list(zip(status.quarantined, _jobs_of(status), strict=True))[:SHOWN_QUARANTINED]:
         when = f", {_ago(status.now - q.failed_at_unix)} ago" if q.failed_at_unix is not None else ""
         gone = ", file missing" if not q.present else ""
-        lines.append(f"  {readable(q.rel)} [{q.stage or 'unknown stage'}{when}{gone}]: {q.reason or 'no report'}")
+        where = f"{job}: " if several else ""
+        lines.append(f"  {where}{readable(q.rel)} [{q.stage or 'unknown stage'}{when}{gone}]: "
+                     f"{q.reason or 'no report'}")
     if len(status.quarantined) > SHOWN_QUARANTINED:
         lines.append(f"  ... and {len(status.quarantined) - SHOWN_QUARANTINED} more (--json lists all)")
     return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ but the choices.
 from .checks import KNOWN_LANGUAGES, Listen, listen_text
 from .describe import describe
 from .diff import Change, changed, changed_keys, take
-from .folders import OWNER_FILE, default_state_dir, plan_folders, prepare_folders, read_owner
+from .folders import OWNER_FILE, default_state_dir, plan_folders, prepare_folders, read_owner, read_owners
 from .globs import Glob
 from .job import SIMPLE_JOB, FoldersSection, HooksSection, Job, JobApiSection, OcrSection, Rule, RuleOcr
 from .load import load_config
@@ -66,6 +66,7 @@ __all__ = [
     "plan_folders",
     "prepare_folders",
     "read_owner",
+    "read_owners",
     "resolve_options",
     "secrets_in",
     "take",

@@ -15,7 +15,7 @@ from .schema import ConfigError
 if TYPE_CHECKING:
     from .sections import Config
 
-__all__ = ["OWNER_FILE", "default_state_dir", "plan_folders", "prepare_folders", "read_owner"]
+__all__ = ["OWNER_FILE", "default_state_dir", "plan_folders", "prepare_folders", "read_owner", "read_owners"]
 
 SHARED_STATE_DIR = ".ocr-watch"      # beside the inbox; holds one state_dir per inbox
 JOURNAL_FILE = "journal.sqlite3"
@@ -49,6 +49,17 @@ def read_owner(state_dir: Path) -> Path | None:
     if not isinstance(data, dict) or not isinstance(data.get("inbox"), str):
         raise ValueError("no inbox in it")
     return Path(data["inbox"])
+
+
+def read_owners(state_dir: Path) -> list[Path]:
+    """Every inbox ``state_dir`` serves (a configuration with jobs records each job's); empty
+    if it has no owner record yet. Raises OSError or ValueError as :func:`read_owner`."""
+    first = read_owner(state_dir)
+    if first is None:
+        return []
+    data = json.loads((state_dir / OWNER_FILE).read_text(encoding="utf-8"))
+    more = data.get("inboxes")
+    return [first, *(Path(p) for p in more if isinstance(p, str))] if isinstance(more, list) else [first]
 
 
 def _folders(config: Config) -> dict[str, Path]:

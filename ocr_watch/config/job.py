@@ -30,7 +30,7 @@ from ocr_watch.choices import OnSuccess
 
 from . import checks as c
 from .globs import Glob
-from .schema import REQUIRED, ConfigError, Reader, Secret, build, read_section, section_data, setting, type_name
+from .schema import REQUIRED, Reader, Secret, build, read_section, section_data, setting, type_name
 
 __all__ = ["JOB_KEYS", "SIMPLE_JOB", "FoldersSection", "HooksSection", "Job", "JobApiSection",
            "OcrSection", "Rule", "RuleOcr", "read_jobs"]
@@ -72,12 +72,10 @@ class OcrSection:
 
     @property
     def format(self) -> str:
-        """The format, for code that asks for one output per file (the daemon until issue 18
-        is wired); several are refused, naming the key, rather than silently dropped."""
+        """The one format, for code about a single-format job (tests, describe); the daemon
+        reads `formats`. Asking a job with several is a bug of the caller."""
         if len(self.formats) > 1:
-            raise ConfigError([f"ocr.format: {', '.join(self.formats)} are read, but this daemon "
-                               "makes one output per file; keep one until several are served "
-                               "(issue 18)"])
+            raise ValueError(f"ocr.format: {', '.join(self.formats)}; use formats")
         return self.formats[0]
 
 

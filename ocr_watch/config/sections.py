@@ -14,7 +14,7 @@ from ocr_watch.choices import OnSuccess, WatchMode
 
 from . import checks as c
 from .job import JOB_KEYS, FoldersSection, Job, OcrSection, read_jobs
-from .schema import REQUIRED, ConfigError, Secret, setting
+from .schema import REQUIRED, Secret, setting
 
 __all__ = [
     "AccountSection",
@@ -188,15 +188,12 @@ class Config:
         """The simple setup (top-level folders, no ``jobs:``): its one job's keys are unprefixed."""
         return len(self.jobs) == 1 and self.jobs[0].prefix == ""
 
-    # For code that serves one job (the daemon until issue 18 is wired): the only job's.
-    # `folders` refuses a configuration with several: the first thing `run` asks for (the
-    # lock), so such a file stops start-up naming the key instead of leaving the other jobs'
-    # inboxes unserved without a word. check-config reads `jobs` and shows them all.
+    # The one job's, for code (and tests) about the simple setup. The daemon serves
+    # `jobs`; with several there is no one answer, and asking is a bug.
     @property
     def folders(self) -> FoldersSection:
         if len(self.jobs) > 1:
-            raise ConfigError([f"jobs: {len(self.jobs)} jobs are read, but this daemon serves "
-                               "one; keep one job until jobs are served (issue 18)"])
+            raise ValueError(f"config.folders: {len(self.jobs)} jobs; use config.jobs")
         return self.jobs[0].folders
 
     @property

@@ -198,7 +198,7 @@ class Emulator:
         if failure is None and not supported:
             failure = -7 if req.file is not None else -3  # image_url: the emulator fetches nothing
         if failure is None:
-            rule = self.faults.take(frozenset({"state"}))
+            rule = self.faults.take(frozenset({"state"}), fmt=req.fmt)
             if rule is not None:
                 failure = int(rule.params["state"])
                 self._count_fault()
@@ -208,6 +208,8 @@ class Emulator:
             override_seconds=trig.seconds, failure_state=failure, force_expired_url=trig.expired,
             broken_download=trig.broken_download,
         )
+        # What the client asked for, for tests of per-file options (a job's, a rule's).
+        task.extra.update(language=",".join(req.languages), password=req.password)
         self._count("creates")
         self._wake.set()
         return task

@@ -61,6 +61,9 @@ def validate_fault(kind: str, route: str, count: int, params: dict[str, Any]) ->
         if out.get("retry_after") is not None:
             out["retry_after"] = float(out["retry_after"])
     elif kind == "state":
+        # optional "format": only tasks asked for in that format fail (one output of several)
+        if out.get("format") is not None and not isinstance(out["format"], str):
+            raise ValueError("format must be a string")
         if "state" not in out:
             raise ValueError("the state fault needs a 'state' parameter")
         out["state"] = int(out["state"])
@@ -86,8 +89,9 @@ class FaultBook:
             self._rules.append(rule)
             return rule
 
-    def take(self, kinds: frozenset[str], route: str | None = None) -> FaultRule | None:
-        """Consume one firing of the first rule of one of ``kinds`` matching ``route``.
+    def take(self, kinds: frozenset[str], route: str | None = None, *, fmt: str | None = None) -> FaultRule | None:
+        """Consume one firing of the first rule of one of ``kinds`` matching ``route`` (and
+        ``fmt``, for a rule that names a ``format``).
 
         ``route=None`` ignores the rule's route (task-level faults). Returns a
         snapshot of the rule as it fired, or None.
@@ -97,6 +101,8 @@ class FaultBook:
                 if rule.kind not in kinds:
                     continue
                 if route is not None and rule.route not in ("any", route):
+                    continue
+                if rule.params.get("format") not in (None, fmt):
                     continue
                 rule.remaining -= 1
                 if rule.remaining <= 0:

@@ -277,6 +277,7 @@ class TaskStore:
                     "progress": progress, "duration": t.duration, "queries": t.queries, "downloads": t.downloads,
                     "first_download_t": t.first_download_t, "forgotten": self.is_forgotten(t, retention),
                     "result_url": t.result_url, "callback_url": t.callback_url,
+                    "language": t.extra.get("language"), "password": t.extra.get("password"),
                 })
             return out
 

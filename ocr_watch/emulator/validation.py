@@ -34,6 +34,7 @@ class CreateRequest:
     fmt: str
     languages: tuple[str, ...]
     callback_url: str | None
+    password: str | None = None
 
 
 def check_fields(form: ParsedForm) -> None:
@@ -80,4 +81,5 @@ def validate_create(form: ParsedForm) -> CreateRequest:
         fmt=form.first("format") or "txt",
         languages=tuple(x.strip() for x in language.split(",")),
         callback_url=form.first("callback_url") or None,
+        password=form.first("password") or None,
     )

@@ -2,6 +2,7 @@
 
 from .integrity import JournalError
 from .states import TERMINAL, FileState, IllegalTransition, Stage
-from .store import Journal, Row
+from .store import Journal, Row, RowOptions, options_key
 
-__all__ = ["TERMINAL", "FileState", "IllegalTransition", "Journal", "JournalError", "Row", "Stage"]
+__all__ = ["TERMINAL", "FileState", "IllegalTransition", "Journal", "JournalError", "Row", "RowOptions", "Stage",
+           "options_key"]

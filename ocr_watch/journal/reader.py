@@ -32,7 +32,7 @@ from pathlib import Path
 from .states import FileState
 
 __all__ = ["META_CREDITS_ASKED_AT", "META_CREDITS_LEFT", "Done", "Snapshot", "Waiting", "read_counts",
-           "read_snapshot"]
+           "read_job_counts", "read_snapshot"]
 
 # Meta keys the daemon writes (Journal.note) and status reads: the last figure the service
 # gave for the credits left ("" when unreadable), and when it was asked (unix seconds).
@@ -70,6 +70,8 @@ class Snapshot:
     possible_double_charges: int = 0
     credits_left: int | None = None
     credits_asked_at: float | None = None
+    # Files per state, by job (issue 18); a journal of an older version: all 'default'.
+    job_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _as_text(value: object) -> str:
@@ -98,6 +100,20 @@ def _counts(db: sqlite3.Connection) -> dict[str, int]:
     return counts
 
 
+def _job_counts(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    try:
+        found = db.execute("SELECT job, state, COUNT(*) FROM files GROUP BY job, state").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such column" not in str(exc):
+            raise
+        found = [("default", state, number) for state, number in
+                 db.execute("SELECT state, COUNT(*) FROM files GROUP BY state")]
+    counts: dict[str, dict[str, int]] = {}
+    for job, state, number in found:
+        counts.setdefault(_as_text(job), {s.value: 0 for s in FileState})[str(state)] = int(number)
+    return counts
+
+
 def _snapshot(db: sqlite3.Connection) -> Snapshot:
     counts = _counts(db)
     row = db.execute("SELECT rel, state, first_seen FROM files WHERE state NOT IN ('done', 'quarantined')"
@@ -115,7 +131,7 @@ def _snapshot(db: sqlite3.Connection) -> Snapshot:
     return Snapshot(exists=True, counts=counts, oldest_waiting=waiting, last_success=done,
                     credits_spent=int(spent), possible_double_charges=int(doubles),
                     credits_left=int(left) if left.isdigit() else None,
-                    credits_asked_at=float(asked) if asked else None)
+                    credits_asked_at=float(asked) if asked else None, job_counts=_job_counts(db))
 
 
 def _read(path: Path, what: str) -> object:
@@ -125,7 +141,7 @@ def _read(path: Path, what: str) -> object:
             with _reading(path) as db:
                 if db is None:
                     return None
-                return _snapshot(db) if what == "snapshot" else _counts(db)
+                return {"snapshot": _snapshot, "counts": _counts, "job_counts": _job_counts}[what](db)
         except sqlite3.DatabaseError as exc:
             if "no such table" in str(exc):
                 return None
@@ -141,6 +157,12 @@ def read_snapshot(path: Path) -> Snapshot:
     Raises ``sqlite3.DatabaseError`` for a file that is not a journal."""
     found = _read(path, "snapshot")
     return found if isinstance(found, Snapshot) else Snapshot(exists=False)
+
+
+def read_job_counts(path: Path) -> dict[str, dict[str, int]]:
+    """Files per journal state, by job (the jobs with a row; every state named)."""
+    found = _read(path, "job_counts")
+    return found if isinstance(found, dict) else {}
 
 
 def read_counts(path: Path) -> dict[str, int]:

@@ -9,6 +9,8 @@ before its result exists).
       │  └──────────┘           │              │           (any non-terminal state)
       ├──► polling  (joined a task already in flight for the same content)
       ├──► downloading (reused a result of the same content that has not expired)
+      ├──► finishing (its output is in the outbox already: a retry of a file in several
+      │               formats pays only for the formats that failed)
       └──────────────────────────────────────────────────► quarantining ──► quarantined
 
 `uploading` is written *before* the create request: after a crash it says "a task may
@@ -52,7 +54,8 @@ _ANY_LIVE_TO_QUARANTINE = {FileState.QUARANTINING}
 
 ALLOWED: dict[FileState, frozenset[FileState]] = {
     FileState.QUEUED: frozenset(
-        {FileState.UPLOADING, FileState.POLLING, FileState.DOWNLOADING, *_ANY_LIVE_TO_QUARANTINE}
+        {FileState.UPLOADING, FileState.POLLING, FileState.DOWNLOADING, FileState.FINISHING,
+         *_ANY_LIVE_TO_QUARANTINE}
     ),
     FileState.UPLOADING: frozenset({FileState.QUEUED, FileState.POLLING, *_ANY_LIVE_TO_QUARANTINE}),
     FileState.POLLING: frozenset({FileState.DOWNLOADING, *_ANY_LIVE_TO_QUARANTINE}),

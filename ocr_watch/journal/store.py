@@ -22,18 +22,18 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .integrity import JournalError, check_after_opening, look_before_opening, new_journal_id, write_marker
+from .rows import COLUMNS, SETTABLE, Row, RowOptions, options_key, to_params, to_row
 from .states import TERMINAL, FileState, Stage, check_transition
 from .transitions import Transitions
 
-__all__ = ["Journal", "Row"]
+__all__ = ["Journal", "Row", "RowOptions", "options_key"]
 
-_SCHEMA_VERSION = 6
+_SCHEMA_VERSION = 7
 
 _SCHEMA_V1 = """
 CREATE TABLE files (
@@ -88,70 +88,32 @@ _MIGRATIONS = {
        "ALTER TABLE files ADD COLUMN possible_double_charges INTEGER NOT NULL DEFAULT 0;",
     # A file moved back from quarantine is found by its inode (see quarantined_as).
     6: "CREATE INDEX files_inode ON files(inode);",
+    # Jobs (issue 18): each row knows its job, and the options it was admitted with (format,
+    # language, password, the rule that matched), fixed then so a reload or a restart never
+    # changes what a file in flight pays for. A file asked for in several formats is one row
+    # per format, all with the `batch` of its first row. A path is live once per job and
+    # format. Rows of an older version have no options yet (NULL): the first start that
+    # knows them fixes them from the configuration, as that version would have (`fix_options`).
+    7: "ALTER TABLE files ADD COLUMN job TEXT NOT NULL DEFAULT 'default';"
+       "ALTER TABLE files ADD COLUMN format TEXT;"
+       "ALTER TABLE files ADD COLUMN language TEXT;"
+       "ALTER TABLE files ADD COLUMN password TEXT;"
+       "ALTER TABLE files ADD COLUMN rule INTEGER;"
+       "ALTER TABLE files ADD COLUMN batch INTEGER;"
+       "DROP INDEX files_live_rel;"
+       "CREATE UNIQUE INDEX files_live_rel ON files(job, rel, COALESCE(format, ''))"
+       " WHERE state NOT IN ('done', 'quarantined');"
+       "DROP INDEX files_rel;"
+       "CREATE INDEX files_rel ON files(job, rel);"
+       # an output name is a job's outbox's: two jobs may each write a.txt at once
+       "DROP INDEX files_live_output;"
+       "CREATE UNIQUE INDEX files_live_output ON files(job, output_rel)"
+       " WHERE output_rel IS NOT NULL AND state NOT IN ('done', 'quarantined');"
+       "CREATE INDEX files_batch ON files(batch) WHERE batch IS NOT NULL;",
 }
 
 # Owner-only: the journal holds pre-signed links to every result.
 _FILE_MODE = 0o600
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A snapshot of one file's journal row."""
-
-    id: int
-    rel: str
-    size: int
-    mtime_ns: int
-    inode: int
-    sha256: str | None
-    options_key: str
-    state: FileState
-    task_id: str | None
-    task_created_at: float | None
-    result_url: str | None
-    result_url_at: float | None
-    output_rel: str | None
-    final_path: str | None
-    attempts: int
-    last_stage: str | None
-    last_error: str | None
-    last_http_status: int | None
-    last_task_state: int | None
-    first_seen: float
-    updated_at: float
-    finished_at: float | None
-    mode: int | None = None
-    lost_create_answers: int = 0
-    possible_double_charges: int = 0
-
-    @property
-    def stamp(self) -> tuple[int, int, int]:
-        return (self.size, self.mtime_ns, self.inode)
-
-
-_COLUMNS = [f.name for f in fields(Row)]
-_SETTABLE = frozenset(_COLUMNS) - {"id", "state", "updated_at", "first_seen"}
-
-
-def _to_db(value: Any) -> Any:
-    """A string SQLite cannot take as text (a non-UTF-8 file name) goes in as its bytes."""
-    if isinstance(value, str) and not value.isascii():  # ASCII (nearly all) needs no copy
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogateescape")
-    return value
-
-
-def _params(values: Iterable[Any]) -> tuple[Any, ...]:
-    return tuple(_to_db(v) for v in values)
-
-
-def _row(values: Iterable[Any]) -> Row:
-    data: dict[str, Any] = {k: v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
-                            for k, v in zip(_COLUMNS, values, strict=True)}
-    data["state"] = FileState(data["state"])
-    return Row(**data)
 
 
 def _private_file(path: Path) -> None:
@@ -162,6 +124,11 @@ def _private_file(path: Path) -> None:
             os.fchmod(fd, _FILE_MODE)
     finally:
         os.close(fd)
+
+
+def _among(jobs: Collection[str] | None) -> str:
+    """A condition on the job column for `jobs` (their values follow the others'); none: any."""
+    return "" if jobs is None else f" AND job IN ({', '.join('?' * len(jobs))})"
 
 
 class Journal(Transitions):
@@ -244,8 +211,8 @@ class Journal(Transitions):
     # -- reading -------------------------------------------------------------------------
 
     def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM files WHERE {where}"
-        return [_row(r) for r in self._db.execute(sql, _params(params))]
+        sql = f"SELECT {', '.join(COLUMNS)} FROM files WHERE {where}"
+        return [to_row(r) for r in self._db.execute(sql, to_params(params))]
 
     def get(self, row_id: int) -> Row:
         cached = self._live.get(row_id)
@@ -267,11 +234,34 @@ class Journal(Transitions):
         """Every row not yet done or quarantined: the work a restart must resume."""
         return self._select("state NOT IN ('done', 'quarantined') ORDER BY id")
 
-    def live_for(self, rel: str) -> Row | None:
-        rows = self._select("rel = ? AND state NOT IN ('done', 'quarantined')", (rel,))
+    def live_for(self, rel: str, job: str = "default") -> Row | None:
+        """A live row of `job`'s file at `rel` (of any of its formats), if any."""
+        rows = self._select("job = ? AND rel = ? AND state NOT IN ('done', 'quarantined') LIMIT 1", (job, rel))
         return rows[0] if rows else None
 
-    def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int]) -> Row | None:
+    def siblings(self, row: Row) -> list[Row]:
+        """The other rows of a file asked for in several formats (one row per format)."""
+        if row.batch is None:
+            return []
+        return self._select("batch = ? AND id != ? ORDER BY id", (row.batch, row.id))
+
+    def delivered(self, job: str, sha256: str, options_key: str, *, exclude_id: int) -> Row | None:
+        """The latest row of `job` that wrote an output of the same content and options, in a
+        file whose other format failed: that file run again (moved back from quarantine) need
+        not pay for this output twice."""
+        rows = self._select(
+            "job = ? AND sha256 = ? AND options_key = ? AND state = 'done' AND output_rel IS NOT NULL"
+            " AND id != ? AND batch IS NOT NULL AND EXISTS (SELECT 1 FROM files f WHERE f.batch = files.batch"
+            " AND f.state = 'quarantined') ORDER BY id DESC LIMIT 1", (job, sha256, options_key, exclude_id))
+        return rows[0] if rows else None
+
+    def batch_moved(self, batch: int, final_path: str) -> None:
+        """The source of a file in several formats moved, by its last row: the rows that
+        ended before it (their source waiting) say where it went too."""
+        self._db.execute("UPDATE files SET final_path = ? WHERE batch = ? AND final_path IS NULL"
+                         " AND state IN ('done', 'quarantined')", to_params((final_path, batch)))
+
+    def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int], job: str = "default") -> Row | None:
         """A finished row for this very file (same path, size, mtime, inode) that left it in
         the inbox, if any.
 
@@ -282,10 +272,13 @@ class Journal(Transitions):
         """
         size, mtime_ns, inode = stamp
         rows = self._select(
-            "rel = ? AND size = ? AND mtime_ns = ? AND inode = ?"
+            "job = ? AND rel = ? AND size = ? AND mtime_ns = ? AND inode = ?"
             " AND (state = 'done' OR (state = 'quarantined' AND final_path IS NULL))"
+            # a format done of a file whose other format failed, moved to quarantine with it
+            " AND NOT (batch IS NOT NULL AND final_path IS NOT NULL AND EXISTS (SELECT 1 FROM files f"
+            " WHERE f.batch = files.batch AND f.state = 'quarantined'))"
             " ORDER BY id DESC LIMIT 1",
-            (rel, size, mtime_ns, inode),
+            (job, rel, size, mtime_ns, inode),
         )
         return rows[0] if rows else None
 
@@ -303,58 +296,104 @@ class Journal(Transitions):
     def rows_for_task(self, task_id: str) -> list[Row]:
         return self._select("task_id = ? AND state NOT IN ('done', 'quarantined') ORDER BY id", (task_id,))
 
-    def shareable_task(self, sha256: str, options_key: str, *, exclude_id: int) -> Row | None:
-        """Another live row of the same content and options that has a task: share it, pay once."""
+    def shareable_task(self, sha256: str, options_key: str, *, exclude_id: int,
+                       jobs: Collection[str] | None = None) -> Row | None:
+        """Another live row of the same content and options that has a task: share it, pay once.
+        `jobs`: only theirs (the jobs of one API key: a task is its account's)."""
         rows = self._select(
             "sha256 = ? AND options_key = ? AND id != ? AND task_id IS NOT NULL"
-            " AND state IN ('polling', 'downloading') ORDER BY id LIMIT 1",
-            (sha256, options_key, exclude_id),
+            f" AND state IN ('polling', 'downloading'){_among(jobs)} ORDER BY id LIMIT 1",
+            (sha256, options_key, exclude_id, *(jobs or ())),
         )
         return rows[0] if rows else None
 
-    def reusable_result(self, sha256: str, options_key: str, *, not_before: float) -> Row | None:
-        """A row of the same content whose result URL was learnt after `not_before` (still valid)."""
+    def reusable_result(self, sha256: str, options_key: str, *, not_before: float,
+                        jobs: Collection[str] | None = None) -> Row | None:
+        """A row of the same content whose result URL was learnt after `not_before` (still valid);
+        `jobs`: only theirs (a fresh link is asked for with the task's own key)."""
         rows = self._select(
-            "sha256 = ? AND options_key = ? AND result_url IS NOT NULL AND result_url_at >= ?"
+            f"sha256 = ? AND options_key = ? AND result_url IS NOT NULL AND result_url_at >= ?{_among(jobs)}"
             " ORDER BY result_url_at DESC LIMIT 1",
-            (sha256, options_key, not_before),
+            (sha256, options_key, not_before, *(jobs or ())),
         )
         return rows[0] if rows else None
 
-    def queued_after(self, row_id: int, limit: int) -> list[int]:
-        """Ids of queued rows admitted after `row_id`, oldest first: the backlog beyond the queue."""
-        cur = self._db.execute(
-            "SELECT id FROM files WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?", (row_id, limit)
-        )
+    def queued_after(self, row_id: int, limit: int, job: str | None = None) -> list[int]:
+        """Ids of queued rows admitted after `row_id`, oldest first: the backlog beyond the
+        queue (of one job, or of all)."""
+        if job is None:
+            cur = self._db.execute(
+                "SELECT id FROM files WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?", (row_id, limit))
+        else:
+            cur = self._db.execute(
+                "SELECT id FROM files WHERE state = 'queued' AND job = ? AND id > ? ORDER BY id LIMIT ?",
+                (job, row_id, limit))
         return [r[0] for r in cur]
 
-    def output_taken(self, output_rel: str, *, exclude_id: int) -> bool:
+    def output_taken(self, output_rel: str, *, exclude_id: int, job: str = "default") -> bool:
+        """Whether another live row of `job` has reserved this output name (in its outbox)."""
         cur = self._db.execute(
-            "SELECT 1 FROM files WHERE output_rel = ? AND id != ? AND state NOT IN ('done', 'quarantined')",
-            _params((output_rel, exclude_id)),
+            "SELECT 1 FROM files WHERE job = ? AND output_rel = ? AND id != ?"
+            " AND state NOT IN ('done', 'quarantined')",
+            to_params((job, output_rel, exclude_id)),
         )
         return cur.fetchone() is not None
 
     # -- writing -------------------------------------------------------------------------
 
-    def add(self, rel: str, stamp: tuple[int, int, int], options_key: str, *, mode: int | None = None) -> Row:
-        """Record a file that is ready to be worked on; it starts queued. `mode`: the source's
-        permission bits."""
+    def add(self, rel: str, stamp: tuple[int, int, int], options_key: str, *, mode: int | None = None,
+            job: str = "default") -> Row:
+        """Record a file that is ready to be worked on, one row whose options are fixed later
+        (`fix_options`); it starts queued. `mode`: the source's permission bits."""
+        return self.add_file(rel, stamp, (), mode=mode, job=job, options_key=options_key)[0]
+
+    def add_file(self, rel: str, stamp: tuple[int, int, int], options: Iterable[RowOptions], *,
+                 mode: int | None = None, job: str = "default", options_key: str = "") -> list[Row]:
+        """Record a file that is ready to be worked on: one queued row per format in `options`
+        (none: one row, its options fixed later, with `options_key`), all in one transaction;
+        several share the first's id as their `batch`."""
         now = self._clock()
         size, mtime_ns, inode = stamp
-        cur = self._db.execute(
-            "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at, mode)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-            _params((rel, size, mtime_ns, inode, options_key, now, now, mode)),
-        )
-        assert cur.lastrowid is not None
+        wanted: list[RowOptions | None] = list(options) or [None]
+        ids: list[int] = []
+        # A savepoint: its own transaction, or a part of admission's (`transaction`).
+        self._db.execute("SAVEPOINT add_file")
+        try:
+            for opts in wanted:
+                key = options_key if opts is None else opts.options_key
+                batch = (ids[0] if ids else None) if len(wanted) > 1 else None
+                cur = self._db.execute(
+                    "INSERT INTO files (rel, size, mtime_ns, inode, options_key, state, first_seen, updated_at,"
+                    " mode, job, format, language, password, rule, batch)"
+                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    to_params((rel, size, mtime_ns, inode, key, now, now, mode, job,
+                             *((opts.format, opts.language, opts.password, opts.rule) if opts else (None,) * 4),
+                             batch)),
+                )
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+            if len(ids) > 1:
+                self._db.execute("UPDATE files SET batch = ? WHERE id = ?", (ids[0], ids[0]))
+            self._db.execute("RELEASE add_file")
+        except BaseException:
+            self._db.execute("ROLLBACK TO add_file")
+            self._db.execute("RELEASE add_file")
+            raise
         # Not remembered: a backlog of thousands of queued rows stays on disk until worked on.
-        return self._select("id = ?", (cur.lastrowid,))[0]
+        return self._select(f"id IN ({', '.join('?' * len(ids))}) ORDER BY id", tuple(ids))
+
+    def fix_options(self, row_id: int, options: RowOptions) -> Row:
+        """A row of an older version gets the options it would have been sent with."""
+        self._db.execute("UPDATE files SET format = ?, language = ?, password = ?, rule = ?, updated_at = ?"
+                         " WHERE id = ?", to_params((options.format, options.language, options.password,
+                                                   options.rule, self._clock(), row_id)))
+        self._live.pop(row_id, None)
+        return self.get(row_id)
 
     def _update(self, row_id: int, state: FileState | None = None, **values: Any) -> Row:
         """Move a row to `state` (checked) and set columns, in one transaction: the machinery
         under the typed transitions (transitions.py), which are what callers use."""
-        unknown = set(values) - _SETTABLE
+        unknown = set(values) - SETTABLE
         if unknown:
             raise TypeError(f"not journal columns: {sorted(unknown)}")
         now = self._clock()
@@ -369,7 +408,7 @@ class Journal(Transitions):
         assignments = ", ".join(f"{k} = ?" for k in sets)
         # One statement is one transaction (autocommit); the journal has a single writer, so
         # nothing can move the row between the check above and this write.
-        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", _params((*sets.values(), row_id)))
+        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", to_params((*sets.values(), row_id)))
         # The single writer knows what it wrote: no second read.
         if state is not None:
             sets["state"] = state
@@ -412,7 +451,7 @@ class Journal(Transitions):
             " last_http_status = COALESCE(?, last_http_status),"
             " last_task_state = COALESCE(?, last_task_state),"
             " attempts = attempts + ?, updated_at = ? WHERE id = ?",
-            _params((stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id)),
+            to_params((stage, message, http_status, task_state, 1 if count_attempt else 0, now, row_id)),
         )
         self._live.pop(row_id, None)  # the COALESCE and the count are SQLite's to compute
         return self.get(row_id)

@@ -69,6 +69,11 @@ class Transitions:
         """The output name, chosen once, so a restart writes the same one."""
         return self._update(row_id, output_rel=output_rel)
 
+    def delivered_before(self, row_id: int, *, output_rel: str, sha256: str | None) -> Row:
+        """Its output (same content, job and options) is in the outbox from an earlier run of
+        this file: it is not paid for again, only finished."""
+        return self._update(row_id, FileState.FINISHING, output_rel=output_rel, sha256=sha256)
+
     def finishing(self, row_id: int) -> Row:
         """The output is complete: the source may now leave the inbox."""
         return self._update(row_id, FileState.FINISHING)

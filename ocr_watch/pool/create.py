@@ -30,6 +30,7 @@ from ocr_watch.results.quarantine import retire_report
 
 from .delivery import Delivery
 from .failures import Failures
+from .gate import FairGate
 from .jobs import Jobs
 from .poller import Poller
 from .service import Calls
@@ -62,7 +63,7 @@ class Creation:
         self._delivery = delivery
         self._failures = failures
         self._wall = wall
-        self._uploads = asyncio.Semaphore(settings.max_uploads)
+        self._uploads = FairGate(settings.max_uploads)  # jobs in turn: gate.py
         # Held from an upload's last piece until its answer is committed (module docstring).
         self._answer_gate = asyncio.Lock()
         # Content being created right now: a second copy waits for the first's task id.
@@ -73,7 +74,7 @@ class Creation:
         quarantine = self._failures.quarantine
         try:
             row = self._journal.get(row_id)
-            source = self._settings.inbox / row.rel
+            source = self._settings.place(row).inbox / row.rel
             try:
                 # Hashed again even when resumed with a hash: the file may have changed since.
                 current, digest = await asyncio.to_thread(stamp_and_hash, source)
@@ -93,6 +94,8 @@ class Creation:
                 await quarantine(row, Stage.INTAKE, rejected)
                 return
             row = dataclasses.replace(row, sha256=digest)  # written with the next transition
+            if await self._delivered_before(row):
+                return
             content = (digest, row.options_key)
             while (first := self._creating.get(content)) is not None:
                 await first.wait()  # same content is being uploaded: share its task, pay once
@@ -120,12 +123,29 @@ class Creation:
         if moved is not None:
             log.info("quarantine_report_retired", file=row.rel, was=old.final_path, report_to=str(moved))
 
+    async def _delivered_before(self, row: Row) -> bool:
+        """A file in several formats run again after one of them failed: an output of it still
+        in the outbox (same content, job and options) is kept, not paid for again."""
+        if row.batch is None or row.sha256 is None:
+            return False
+        earlier = self._journal.delivered(row.job, row.sha256, row.options_key, exclude_id=row.id)
+        if earlier is None or earlier.output_rel is None:
+            return False
+        if not await asyncio.to_thread((self._settings.place(row).outbox / earlier.output_rel).is_file):
+            return False  # removed since: made again
+        row = self._journal.delivered_before(row.id, output_rel=earlier.output_rel, sha256=row.sha256)
+        log.info("output_kept", job=row.job, file=row.rel, format=row.format, output=row.output_rel,
+                 task_id=earlier.task_id)
+        await self._delivery.finish(row)
+        return True
+
     def _share_or_reuse(self, row: Row) -> bool:
         """Whether the row took a task in flight, or a live result, of the same content."""
         sha = row.sha256
         assert sha is not None
         key = row.options_key  # what it was admitted with, even across a reload
-        twin = self._journal.shareable_task(sha, key, exclude_id=row.id)
+        jobs = tuple(self._settings.places)  # this key's jobs: a task belongs to its account
+        twin = self._journal.shareable_task(sha, key, exclude_id=row.id, jobs=jobs)
         if twin is not None:
             log.info("task_shared", file=row.rel, task_id=twin.task_id, with_file=twin.rel)
             row = self._journal.polling(
@@ -138,7 +158,7 @@ class Creation:
                 self._poller.track(row.task_id, row.task_created_at or self._wall())
             return True
         earlier = self._journal.reusable_result(
-            sha, key, not_before=self._wall() - self._settings.result_reuse_s
+            sha, key, not_before=self._wall() - self._settings.result_reuse_s, jobs=jobs
         )
         if earlier is not None and earlier.result_url:
             log.info("result_reused", file=row.rel, task_id=earlier.task_id, with_file=earlier.rel)
@@ -149,12 +169,12 @@ class Creation:
         return False
 
     async def _create(self, row: Row) -> None:
-        source = self._settings.inbox / row.rel
+        source = self._settings.place(row).inbox / row.rel
         account = self._calls.account
         shrunk = 0
         while True:
             error: ApiError | None
-            async with self._uploads:
+            async with self._uploads.hold(row.job):
                 # Checked inside the bound: after a refusal, the probe is one request, not one
                 # per file that was already waiting.
                 await account.admit(create=True)
@@ -233,7 +253,7 @@ class Creation:
                 holding = True
 
         try:
-            sent = await self._calls.service.upload(source, self._settings.options_for(row.options_key), priority=1,
+            sent = await self._calls.service.upload(source, self._settings.create_options(row), priority=1,
                                                     before_last=last_piece)
             self._created(row, sent, started)
         finally:
@@ -281,7 +301,7 @@ class Creation:
         row = self._journal.polling(row.id, task_id=task_id, task_created_at=created, sha256=sha,
                                     stamp=sent.stamp.key)
         self._failures.service_answered()
-        log.info("task_created", file=row.rel, task_id=task_id, size=row.size,
+        log.info("task_created", job=row.job, file=row.rel, task_id=task_id, size=row.size,
                  upload_s=round(time.monotonic() - started, 3))
         self._poller.track(task_id, created, busy=self._calls.busy(),
-                           callback=self._settings.create_options.callback_url is not None)
+                           callback=self._settings.callback_url is not None)

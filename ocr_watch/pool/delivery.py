@@ -20,11 +20,12 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from ocr_watch.api import ApiError, ResultUnavailable, describe_state
 from ocr_watch.fsops import copy_mode
 from ocr_watch.intake.identity import stamp
-from ocr_watch.journal import Journal, Row, Stage
+from ocr_watch.journal import TERMINAL, FileState, Journal, Row, Stage
 from ocr_watch.results.naming import output_candidates
 
 from .endings import Endings
@@ -78,7 +79,8 @@ class Delivery:
     def begin(self, row: Row, url: str, learnt: float, *, task_state: int | None = None) -> None:
         """The row's result is at `url` (learnt at wall time `learnt`): note it, fetch it."""
         row = self._journal.downloading(row.id, result_url=url, result_url_at=learnt, last_task_state=task_state)
-        self._jobs.spawn(self.download(row), critical=True)
+        with bound_contextvars(job=row.job):  # the download's log lines say its job
+            self._jobs.spawn(self.download(row), critical=True)
 
     async def download(self, row: Row) -> None:
         """Fetch the result into the outbox, then finish the source."""
@@ -88,10 +90,10 @@ class Delivery:
             while True:
                 try:
                     changed = row.output_rel is None and await asyncio.to_thread(
-                        _changed_since, self._settings.inbox / row.rel, row)
+                        _changed_since, self._settings.place(row).inbox / row.rel, row)
                     row = await self._reserve_output(row, changed=changed)
                     assert row.output_rel is not None and row.result_url is not None
-                    dest = self._settings.outbox / row.output_rel
+                    dest = self._settings.place(row).outbox / row.output_rel
                     if await asyncio.to_thread(_output_in_place, dest):
                         break  # renamed into place by an earlier run that died before noting it
                     started = time.monotonic()
@@ -165,14 +167,14 @@ class Delivery:
             return row
         assert row.sha256 is not None
         for index, candidate in enumerate(output_candidates(PurePosixPath(row.rel),
-                                                            self._settings.format_of(row.options_key),
+                                                            self._settings.create_options(row).format,
                                                             row.sha256)):
             if changed and index == 0:
                 continue
             name = candidate.as_posix()
-            if self._journal.output_taken(name, exclude_id=row.id):
+            if self._journal.output_taken(name, exclude_id=row.id, job=row.job):
                 continue
-            if await asyncio.to_thread((self._settings.outbox / name).exists):
+            if await asyncio.to_thread((self._settings.place(row).outbox / name).exists):
                 continue
             return self._journal.output_reserved(row.id, name)
         raise RuntimeError("output_candidates ran dry")  # it is infinite; this is a bug guard
@@ -183,8 +185,24 @@ class Delivery:
         An archive (or inbox) that refuses is waited for; the row stays `finishing` meanwhile.
         Anything no retry can cure leaves the source where it is, noted: the output exists,
         so the file is done either way.
+
+        A file in several formats (a row each) moves its source once, when its last row ends:
+        an earlier one ends leaving the source for the others; the last one archives it, or,
+        if another format failed, puts it in quarantine with a report naming that format (the
+        outputs written stay in the outbox).
         """
-        folder = self._endings.finish_folder
+        others = self._journal.siblings(row)
+        waiting = [o for o in others if o.state not in TERMINAL]
+        if waiting:
+            row = self._journal.done(row.id, final_path=None, note=None)
+            self._flight.release(row.id, "done")
+            log.info("format_done", job=row.job, file=row.rel, format=row.format, task_id=row.task_id,
+                     output=row.output_rel, action=f"the source waits for {', '.join(str(o.format) for o in waiting)}")
+            return
+        if any(o.state is FileState.QUARANTINED for o in others):
+            await self._failed_elsewhere(row, others)
+            return
+        folder = self._endings.finish_folder(row)
         while True:
             try:
                 final, note = await self._endings.finish(row)
@@ -201,11 +219,30 @@ class Delivery:
                 self._folders.works(row, folder)
             break
         row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
+        if row.batch is not None and final is not None:
+            self._journal.batch_moved(row.batch, str(final))
         self._flight.release(row.id, "done")
-        log.info("file_done", file=row.rel, task_id=row.task_id, output=row.output_rel,
-                 source_to=str(final) if final else self._settings.on_success,
+        log.info("file_done", job=row.job, file=row.rel, task_id=row.task_id, output=row.output_rel,
+                 source_to=str(final) if final else self._settings.place(row).on_success,
                  total_s=round(self._wall() - row.first_seen, 3), note=note)
+
+    async def _failed_elsewhere(self, row: Row, others: list[Row]) -> None:
+        """This format's output is complete, another's failed: the source goes to quarantine."""
+        final, failure = await self._failures.source_to_quarantine(row, others, resumed=True)
+        note = None
+        if failure is not None:
+            log.error("quarantine_failed", job=row.job, file=row.rel, error=repr(failure),
+                      action="the source stays in the inbox; move it out by hand")
+            note = f"another format failed, and the source could not be put in quarantine: {failure}"
+        row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
+        if row.batch is not None and final is not None:
+            self._journal.batch_moved(row.batch, str(final))
+        self._flight.release(row.id, "done")
+        failed = [o for o in others if o.state is FileState.QUARANTINED]
+        log.warning("file_quarantined", job=row.job, file=row.rel, to=str(final) if final else None,
+                    formats_failed=[o.format for o in failed],
+                    outputs=[r.output_rel for r in (row, *others) if r.state is FileState.DONE])
 
     def _finish_failed(self, row: Row, exc: Exception) -> str:
         log.error("finish_source_failed", file=row.rel, error=repr(exc), exc_info=not isinstance(exc, OSError))
-        return f"output written, but the source could not be moved ({self._settings.on_success}): {exc}"
+        return f"output written, but the source could not be moved ({self._settings.place(row).on_success}): {exc}"

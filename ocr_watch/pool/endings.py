@@ -12,7 +12,7 @@ import asyncio
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -21,7 +21,7 @@ import structlog
 from ocr_watch.choices import OnSuccess
 from ocr_watch.fsops import copy_mode
 from ocr_watch.intake.identity import stamp
-from ocr_watch.journal import Row
+from ocr_watch.journal import FileState, Row
 from ocr_watch.results.archive import finish_source
 from ocr_watch.results.quarantine import FailureReport, quarantine_file
 
@@ -51,7 +51,7 @@ class Endings:
         self._wall = wall
 
     def _source(self, row: Row) -> Path:
-        return self.settings.inbox / row.rel
+        return self.settings.place(row).inbox / row.rel
 
     async def _still_there(self, row: Row) -> bool:
         try:
@@ -71,10 +71,9 @@ class Endings:
         job = asyncio.ensure_future(asyncio.to_thread(self._finish_in_thread, row))
         return await _in_thread_shielded(job)
 
-    @property
-    def finish_folder(self) -> str:
+    def finish_folder(self, row: Row) -> str:
         """The folder `finish` writes to, for the log when it fails."""
-        return "archive" if self.settings.on_success is OnSuccess.ARCHIVE else "inbox"
+        return "archive" if self.settings.place(row).on_success is OnSuccess.ARCHIVE else "inbox"
 
     def _finish_in_thread(self, row: Row) -> tuple[Path | None, str | None]:
         source = self._source(row)
@@ -84,28 +83,49 @@ class Endings:
             return None, "source no longer in the inbox when finishing (moved by an earlier run, or removed)"
         if current.key != row.stamp:
             return None, "source was changed after upload; left in the inbox to be processed as a new file"
-        return finish_source(source, PurePosixPath(row.rel), self.settings.on_success, self.settings.archive), None
+        place = self.settings.place(row)
+        return finish_source(source, PurePosixPath(row.rel), place.on_success, place.archive), None
 
-    async def quarantine(self, row: Row, *, resumed: bool) -> Path | None:
+    async def quarantine(self, row: Row, *, resumed: bool, others: Sequence[Row] = ()) -> Path | None:
         """Write the report, then move the source beside it (in that order: see quarantine.py).
 
         On resume, a source already gone from the inbox was moved before the crash (the report
-        is written first), so there is nothing left to do.
+        is written first), so there is nothing left to do. `others`: the file's other formats'
+        rows (several formats), all ended; the report says which format failed, and which
+        outputs were written.
         """
         if resumed and not await self._still_there(row):
             return None
-        report = FailureReport(
-            source=row.rel, reason=row.last_error or "unknown", stage=row.last_stage or "unknown",
-            attempts=row.attempts, task_id=row.task_id, last_http_status=row.last_http_status,
-            last_task_state=row.last_task_state, first_seen=row.first_seen, failed_at=self._wall(),
-            sha256=row.sha256, size=row.size, detail={},
-        )
+        report = self._report(row, others)
         job = asyncio.ensure_future(asyncio.to_thread(self._quarantine_in_thread, row, report))
         return await _in_thread_shielded(job)
 
+    def _report(self, row: Row, others: Sequence[Row]) -> FailureReport:
+        rows = sorted([row, *others], key=lambda r: r.id)
+        failed = [r for r in rows if r.state in (FileState.QUARANTINING, FileState.QUARANTINED)]
+        failed_ids = {r.id for r in failed}
+        first = failed[0] if failed else row
+        reason = first.last_error or "unknown"
+        detail: dict[str, object] = {}
+        if others:
+            reason = "; ".join(f"format {r.format} failed: {r.last_error or 'unknown'}" for r in failed)
+            written = [r for r in rows if r.id not in failed_ids and r.output_rel]
+            if written:
+                reason += "; written to the outbox: " + ", ".join(str(r.output_rel) for r in written)
+            detail["formats"] = {
+                str(r.format): ({"failed": r.last_error, "stage": r.last_stage, "task_id": r.task_id}
+                                if r.id in failed_ids else {"output": r.output_rel, "task_id": r.task_id})
+                for r in rows}
+        return FailureReport(
+            source=row.rel, reason=reason, stage=first.last_stage or "unknown",
+            attempts=first.attempts, task_id=first.task_id, last_http_status=first.last_http_status,
+            last_task_state=first.last_task_state, first_seen=row.first_seen, failed_at=self._wall(),
+            sha256=row.sha256, size=row.size, detail=detail,
+        )
+
     def _quarantine_in_thread(self, row: Row, report: FailureReport) -> Path:
         source = self._source(row)
-        return quarantine_file(source, PurePosixPath(row.rel), self.settings.quarantine, report,
+        return quarantine_file(source, PurePosixPath(row.rel), self.settings.place(row).quarantine, report,
                                copy_mode(row.mode), leave_source=not _is_rows_file(source, row))
 
 

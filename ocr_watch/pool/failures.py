@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import structlog
 
 from ocr_watch.api import ApiError
-from ocr_watch.journal import Journal, Row, Stage
+from ocr_watch.journal import TERMINAL, Journal, Row, Stage
 
 from .endings import Endings
 from .flight import Flight
@@ -110,24 +111,49 @@ class Failures:
 
     async def move_to_quarantine(self, row: Row, *, resumed: bool = False) -> None:
         """Report, then move; a quarantine folder that refuses is waited for, the row staying
-        `quarantining` (its `last_error` is the report's reason, so the wait is not noted there)."""
+        `quarantining` (its `last_error` is the report's reason, so the wait is not noted there).
+
+        A file in several formats (one row each) whose other formats are still being made
+        leaves its source in the inbox for them: the row ends now, and the file's last row to
+        end moves the source, to quarantine, with a report naming every format that failed."""
+        others = self._journal.siblings(row)
+        waiting = [o for o in others if o.state not in TERMINAL]
+        if waiting:
+            row = self._journal.quarantined(row.id, final_path=None)
+            self._flight.release(row.id, "quarantined")
+            log.warning("format_failed", job=row.job, file=row.rel, format=row.format, stage=row.last_stage,
+                        reason=row.last_error, task_id=row.task_id,
+                        action=f"the source waits for {', '.join(str(o.format) for o in waiting)}, then goes to "
+                               "quarantine")
+            return
+        dest, failure = await self.source_to_quarantine(row, others, resumed=resumed)
+        if failure is not None:
+            self._quarantine_failed(row, failure)
+            return
+        row = self._journal.quarantined(row.id, final_path=str(dest) if dest else None)
+        if row.batch is not None and dest is not None:
+            self._journal.batch_moved(row.batch, str(dest))
+        self._flight.release(row.id, "quarantined")
+        log.warning("file_quarantined", job=row.job, file=row.rel, stage=row.last_stage, reason=row.last_error,
+                    task_id=row.task_id, attempts=row.attempts, to=row.final_path,
+                    **({"format": row.format} if others else {}))
+
+    async def source_to_quarantine(self, row: Row, others: Sequence[Row], *, resumed: bool
+                                   ) -> tuple[Path | None, Exception | None]:
+        """Report and move `row`'s source (with `others`, the file's other formats, all ended):
+        where it went, or what no retry can cure. A folder that refuses is waited for."""
         while True:
             try:
-                dest = await self._endings.quarantine(row, resumed=resumed)
+                dest = await self._endings.quarantine(row, resumed=resumed, others=others)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if isinstance(exc, OSError) and folder_may_recover(exc):
                     await self._folders.failed(row, "quarantine", exc)
                     continue
-                self._quarantine_failed(row, exc)
-                return
+                return None, exc
             self._folders.works(row, "quarantine")
-            break
-        row = self._journal.quarantined(row.id, final_path=str(dest) if dest else None)
-        self._flight.release(row.id, "quarantined")
-        log.warning("file_quarantined", file=row.rel, stage=row.last_stage, reason=row.last_error,
-                    task_id=row.task_id, attempts=row.attempts, to=row.final_path)
+            return dest, None
 
     def _quarantine_failed(self, row: Row, exc: Exception) -> None:
         """This file cannot be put in quarantine at all (a name the folder refuses, or a bug).
@@ -139,6 +165,6 @@ class Failures:
         row = self._journal.quarantine_failed(
             row.id, reason=f"{row.last_error}; it could not be put in quarantine: {exc}")
         self._flight.release(row.id, "quarantined")
-        log.error("quarantine_failed", file=row.rel, stage=row.last_stage, reason=row.last_error,
+        log.error("quarantine_failed", job=row.job, file=row.rel, stage=row.last_stage, reason=row.last_error,
                   task_id=row.task_id, error=repr(exc), exc_info=not isinstance(exc, OSError),
                   action="the source stays in the inbox; move it out by hand")

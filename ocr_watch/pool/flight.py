@@ -3,8 +3,8 @@
 A row enters flight when the pool takes it from the queue (or resumes it, or quarantines it
 from anywhere), and leaves it exactly once its row is finished (done or quarantined), or when
 a bug stops it (its row then resumes at the next start). Leaving frees a slot and tells the
-daemon (`on_change`) and admission (`on_released`, so a newer version of that file, seen
-meanwhile, is admitted at once).
+daemon (`on_change`) and the daemon's `on_released` (so a newer version of that file, seen
+meanwhile, is admitted at once, and the job's hook runs for a file that ended).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Literal
 
-from ocr_watch.journal import Journal
+from ocr_watch.journal import Journal, Row
 from ocr_watch.recorder import NULL, Recorder
 
 __all__ = ["Flight"]
@@ -25,7 +25,7 @@ class Flight:
     """The in-flight slots and the count of files that ended."""
 
     def __init__(self, journal: Journal, limit: int, *, on_change: Callable[[], None],
-                 on_released: Callable[[str], None] | None, on_left: Callable[[int], object],
+                 on_released: Callable[[Row, Ended | None], None] | None, on_left: Callable[[int], object],
                  recorder: Recorder = NULL) -> None:
         """`on_left(row_id)` forgets what the pool kept about a row (its local-failure backoff);
         `recorder` is told of every file that ended, and how long it took from its admission."""
@@ -75,6 +75,6 @@ class Flight:
         row = self._journal.get(row_id)
         if ended is not None:
             took = None if row.finished_at is None else max(0.0, row.finished_at - row.first_seen)
-            self._recorder.file_finished(ended, took)
+            self._recorder.file_finished(ended, took, row.job)
         if self._on_released is not None:
-            self._on_released(row.rel)
+            self._on_released(row, ended)

@@ -43,18 +43,19 @@ class FolderWaits:
         self._settings = settings
         self._policy = policy
         self._jobs = jobs
-        self._trouble: dict[str, _Trouble] = {}
+        self._trouble: dict[tuple[str, str], _Trouble] = {}  # by (job, folder)
 
     async def failed(self, row: Row, folder: str, exc: OSError) -> None:
         """`folder` refused a write of `row`'s: wait with the row's backoff, then return."""
         delay = self._policy.local_failure_delay(row.id)
-        trouble = self._trouble.setdefault(folder, _Trouble())
+        trouble = self._trouble.setdefault((row.job, folder), _Trouble())
         trouble.failures += 1
         now = time.monotonic()
         if (trouble.failures == 1 or trouble.failures % FOLDER_LOG_EVERY == 0
                 or now - trouble.logged_at >= FOLDER_LOG_INTERVAL_S):
             trouble.logged_at = now
-            log.error("folder_failing", folder=folder, path=str(getattr(self._settings, folder)), error=str(exc),
+            log.error("folder_failing", job=row.job, folder=folder,
+                      path=str(getattr(self._settings.place(row), folder)), error=str(exc),
                       file=row.rel, failures=trouble.failures, retry_in_s=round(delay, 2),
                       action="the file waits; fix the folder, no restart needed")
         await self._jobs.pause(delay)
@@ -62,7 +63,8 @@ class FolderWaits:
     def works(self, row: Row, folder: str) -> None:
         """A write of `row`'s in `folder` worked: its backoff, and the folder's trouble, are over."""
         self._policy.local_failure_over(row.id)
-        trouble = self._trouble.pop(folder, None)
+        trouble = self._trouble.pop((row.job, folder), None)
         if trouble is not None:
-            log.info("folder_working_again", folder=folder, path=str(getattr(self._settings, folder)),
+            log.info("folder_working_again", job=row.job, folder=folder,
+                     path=str(getattr(self._settings.place(row), folder)),
                      after_failures=trouble.failures, file=row.rel)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from ocr_watch.api import Task
 from ocr_watch.journal import FileState, Journal, Row
@@ -47,7 +48,7 @@ from .create import Creation
 from .delivery import Delivery
 from .endings import Endings
 from .failures import Failures
-from .flight import Flight
+from .flight import Ended, Flight
 from .folders import FolderWaits
 from .jobs import Jobs
 from .planner import PollPlanner
@@ -83,17 +84,18 @@ class Pool:
         *,
         planner: PollPlanner | None = None,
         on_change: Callable[[], None] = lambda: None,
-        on_released: Callable[[str], None] | None = None,
+        on_released: Callable[[Row, Ended | None], None] | None = None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         recorder: Recorder = NULL,
     ) -> None:
         """`planner`: the poll planner (the daemon shares it with its memory); one from
         `settings` if None. `on_change()` is called whenever a file enters or leaves flight, or
-        the account's standing changes, so `once` can notice it is finished. `on_released(rel)`
-        is called whenever a row leaves flight (done or quarantined), so a newer version of
-        that file, seen meanwhile, is admitted at once. `recorder` hears what the parts see
-        (files ended, credits spent, results stored), for the metrics."""
+        the account's standing changes, so `once` can notice it is finished. `on_released(row,
+        ended)` is called whenever a row leaves flight (`ended`: done or quarantined; None: a
+        bug stopped it), so a newer version of that file, seen meanwhile, is admitted at once,
+        and a hook can run. `recorder` hears what the parts see (files ended, credits
+        spent, results stored), for the metrics."""
         self._journal = journal
         self._on_change = on_change
         self._settings = settings
@@ -158,9 +160,9 @@ class Pool:
         """A callback's news of a task (the callback receiver hands it over on the loop)."""
         self._poller.deliver(task)
 
-    def enqueue(self, row_id: int) -> None:
-        """Queue a journal row; when the window is full it waits in the journal instead."""
-        self._window.put(row_id)
+    def enqueue(self, row_id: int, job: str = "default") -> None:
+        """Queue a journal row of `job`; when its lane is full it waits in the journal instead."""
+        self._window.put(row_id, job)
         self._on_change()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -168,25 +170,30 @@ class Pool:
     def resume(self, rows: list[Row]) -> None:
         """Pick up where a previous run stopped, for every live row of the journal."""
         for row in rows:
-            if row.state in (FileState.QUEUED, FileState.UPLOADING):
-                if row.state is FileState.UPLOADING:
-                    # The create may or may not have reached the service: nothing to poll,
-                    # so it is uploaded again (the one credit a crash can cost).
-                    log.warning("resume_reupload", file=row.rel)
-                    row = self._journal.queued_again(row.id)
-                self.enqueue(row.id)
-                continue
-            self._flight.add(row.id)
-            if row.state is FileState.POLLING:
-                assert row.task_id is not None
-                log.info("resume_polling", file=row.rel, task_id=row.task_id)
-                self._poller.track(row.task_id, row.task_created_at or self._wall())
-            elif row.state is FileState.DOWNLOADING:
-                self._jobs.spawn(self._delivery.download(row), critical=True)
-            elif row.state is FileState.FINISHING:
-                self._jobs.spawn(self._delivery.finish(row), critical=True)
-            elif row.state is FileState.QUARANTINING:
-                self._jobs.spawn(self._failures.move_to_quarantine(row, resumed=True), critical=True)
+            with bound_contextvars(job=row.job):  # what it spawns logs its job
+                self._resume(row)
+
+    def _resume(self, row: Row) -> None:
+        """One live row: queued again, or its step taken up where it stopped."""
+        if row.state in (FileState.QUEUED, FileState.UPLOADING):
+            if row.state is FileState.UPLOADING:
+                # The create may or may not have reached the service: nothing to poll,
+                # so it is uploaded again (the one credit a crash can cost).
+                log.warning("resume_reupload", file=row.rel)
+                row = self._journal.queued_again(row.id)
+            self.enqueue(row.id, row.job)
+            return
+        self._flight.add(row.id)
+        if row.state is FileState.POLLING:
+            assert row.task_id is not None
+            log.info("resume_polling", file=row.rel, task_id=row.task_id)
+            self._poller.track(row.task_id, row.task_created_at or self._wall())
+        elif row.state is FileState.DOWNLOADING:
+            self._jobs.spawn(self._delivery.download(row), critical=True)
+        elif row.state is FileState.FINISHING:
+            self._jobs.spawn(self._delivery.finish(row), critical=True)
+        elif row.state is FileState.QUARANTINING:
+            self._jobs.spawn(self._failures.move_to_quarantine(row, resumed=True), critical=True)
 
     async def run(self) -> None:
         """Take queued files into flight while there is room; until cancelled."""
@@ -194,11 +201,12 @@ class Pool:
         try:
             while not self._jobs.stopping:
                 await self._flight.room()
-                row_id = await self._window.take()
+                row_id, job = await self._window.take()
                 if self._jobs.stopping:
                     break
                 self._flight.add(row_id)
-                self._jobs.spawn(self._creation.start(row_id))
+                with bound_contextvars(job=job):  # the file's log lines say its job
+                    self._jobs.spawn(self._creation.start(row_id))
         finally:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)

@@ -138,6 +138,7 @@ def hook_environment(environ: Mapping[str, str], secrets: Iterable[str] = ()) ->
 class _Call:
     argv: tuple[str, ...]
     facts: HookFacts
+    timeout_s: float
 
 
 class HookRunner:
@@ -186,15 +187,16 @@ class HookRunner:
             self._workers = [asyncio.create_task(self._work(), name=f"hook-worker-{n}")
                              for n in range(self._limits.max_running)]
 
-    def submit(self, argv: Sequence[str], facts: HookFacts) -> bool:
-        """Queue one hook for `facts`; False (and ``hook_dropped``) when it will not run."""
+    def submit(self, argv: Sequence[str], facts: HookFacts, *, timeout_s: float | None = None) -> bool:
+        """Queue one hook for `facts`; False (and ``hook_dropped``) when it will not run.
+        `timeout_s`: this hook's (its job's ``hooks.timeout_seconds``); None: the limits'."""
         reason = "shutdown" if self._closing else "queue_full" if self._queue.qsize() >= self._limits.max_queued \
             else None
         if reason is not None:
             self._counts["dropped"] += 1
             log.warning("hook_dropped", reason=reason, **_fields(argv, facts), queued=self._queue.qsize())
             return False
-        self._queue.put_nowait(_Call(tuple(argv), facts))
+        self._queue.put_nowait(_Call(tuple(argv), facts, self._limits.timeout_s if timeout_s is None else timeout_s))
         return True
 
     async def drain(self) -> None:
@@ -261,7 +263,7 @@ class HookRunner:
         timed_out = False
         try:
             try:
-                async with asyncio.timeout(self._limits.timeout_s):
+                async with asyncio.timeout(call.timeout_s):
                     await proc.wait()
             except TimeoutError:
                 timed_out = True
@@ -282,7 +284,7 @@ class HookRunner:
             log.warning("hook_stopped", **fields, reason="shutdown", duration_s=duration_s, stderr=tail)
         elif timed_out:
             self._counts["timed_out"] += 1
-            log.warning("hook_timeout", **fields, timeout_s=self._limits.timeout_s, duration_s=duration_s,
+            log.warning("hook_timeout", **fields, timeout_s=call.timeout_s, duration_s=duration_s,
                         stderr=tail)
         elif code != 0:
             self._counts["failed"] += 1

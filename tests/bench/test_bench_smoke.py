@@ -159,3 +159,13 @@ def test_kills_smoke() -> None:
     assert "extra creates" in out and "for 2 kills" in out and "target <= 2" in out
     assert "extra creates answered >= 1 s before their kill" in out
     assert "(12 contents)" in out and "finished 12" in out
+
+
+@pytest.mark.timeout(120)
+def test_jobs_smoke() -> None:
+    out = run_bench("jobs.py", "--files", "12", "--processing-seconds", "0.3", "--rps", "5")
+    for figure in ("one job files per minute", "three jobs files per minute, in total",
+                   "three jobs vs one job (rate ratio)", "job contracts files per minute",
+                   "slowest job vs fastest (rate ratio)", "three jobs 429s received"):
+        assert figure in out
+    assert "target >= 0.95x" in out

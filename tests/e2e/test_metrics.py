@@ -50,11 +50,11 @@ def test_metrics_after_n_files_equal_the_emulators_counts(
         workspace.drop(f"m{n}.png", png_bytes(n))
     daemon = daemon_factory(workspace.config_path).start()
     daemon.wait_event("metrics_listening")
-    done = ("ocr_watch_files_total", (("outcome", "done"),))
+    done = ("ocr_watch_files_total", (("job", "default"), ("outcome", "done")))
     wait_for(lambda: _scrape(port).get(done) == N_FILES, 30, what=f"{N_FILES} files done in /metrics")
     scraped = _scrape(port)
 
-    assert scraped[("ocr_watch_files_total", (("outcome", "quarantined"),))] == 0
+    assert scraped[("ocr_watch_files_total", (("job", "default"), ("outcome", "quarantined")))] == 0
     emulated = Counter((_kind(r), str(r["status"])) for r in emulator.requests())
     ours = {(dict(labels)["kind"], dict(labels)["code"]): value
             for (name, labels), value in scraped.items() if name == "ocr_watch_api_requests_total"}

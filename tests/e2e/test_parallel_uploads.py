@@ -82,8 +82,11 @@ def test_a_backlog_starts_uploading_before_it_is_all_admitted(
     wait_for(lambda: journal.exists(), 10, what="the journal")
 
     def admitted() -> int:
-        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM files").fetchone()[0])
+        try:
+            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+                return int(db.execute("SELECT count(*) FROM files").fetchone()[0])
+        except sqlite3.OperationalError:  # the file is there, its tables not yet
+            return 0
 
     wait_for(lambda: admitted() == files, 30, 0.1, what="every file admitted")
     assert daemon.terminate() == 0

@@ -64,8 +64,11 @@ class TestJournal:
     def test_skipping_a_step_is_refused_and_changes_nothing(self, journal: Journal) -> None:
         row = journal.add("x.png", STAMP, "k")
         with pytest.raises(IllegalTransition):
-            journal.finishing(row.id)
-        assert journal.get(row.id).state is FileState.QUEUED
+            journal.done(row.id, final_path=None, note=None)
+        journal.uploading(row.id, sha256=None)
+        with pytest.raises(IllegalTransition):
+            journal.finishing(row.id)  # only a row whose output exists already goes there from queued
+        assert journal.get(row.id).state is FileState.UPLOADING
 
     def test_a_path_has_one_live_row_but_may_come_back_after_it_finished(self, journal: Journal) -> None:
         row = journal.add("x.png", STAMP, "k")

@@ -17,7 +17,7 @@ import pytest
 import structlog
 import yaml
 
-from ocr_watch import cli, daemon
+from ocr_watch import cli, served
 from ocr_watch.emulator import Emulator
 from ocr_watch.logs import StdlibHandler
 from ocr_watch.testing import EMU_KEY, NotifyReceiver, wait_for
@@ -47,7 +47,7 @@ def test_a_wedged_loop_and_a_dead_observer_stop_the_pings(
             seen.setdefault("watcher_stopped", time.monotonic())  # the stop after watcher_died
             super().stop()
 
-    monkeypatch.setattr(daemon, "InboxWatcher", Recorded)
+    monkeypatch.setattr(served, "InboxWatcher", Recorded)  # built per job there
     (tmp_path / "inbox").mkdir()
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({

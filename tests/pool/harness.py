@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ocr_watch.api import CreateOptions, PicWishClient
+from ocr_watch.choices import OnSuccess
 from ocr_watch.emulator import Emulator
 from ocr_watch.intake.identity import stamp
-from ocr_watch.journal import Journal, Row
+from ocr_watch.journal import Journal, Row, RowOptions
 from ocr_watch.pool import OcrService, Pool, PoolSettings
+from ocr_watch.pool.settings import JobPlace
 from ocr_watch.testing import EMU_KEY
 
 __all__ = ["Harness", "finished"]
@@ -27,9 +29,12 @@ class Harness:
         self.emulator = emulator
         for name in ("inbox", "outbox", "quarantine", "archive"):
             (root / name).mkdir(exist_ok=True)
+        self.place = JobPlace(name="default", inbox=root / "inbox", outbox=root / "outbox",
+                              quarantine=root / "quarantine", archive=root / "archive", on_success=OnSuccess.ARCHIVE)
+        self.inbox, self.outbox = self.place.inbox, self.place.outbox
+        self.quarantine, self.archive = self.place.quarantine, self.place.archive
         values: dict[str, Any] = dict(
-            inbox=root / "inbox", outbox=root / "outbox", quarantine=root / "quarantine",
-            archive=root / "archive", on_success="archive", create_options=CreateOptions(),
+            places={"default": self.place},
             poll_min_interval_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2, max_attempts=3, ambiguous_creates=1,
             max_in_flight=32, max_uploads=4, queue_size=10_000, task_timeout_s=120.0,
         )
@@ -38,10 +43,11 @@ class Harness:
         self.journal = Journal(root / "state" / "journal.sqlite3")
 
     def drop(self, rel: str, data: bytes) -> Row:
-        path = self.settings.inbox / rel
+        path = self.inbox / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        return self.journal.add(rel, stamp(path).key, self.settings.options_key)
+        defaults = CreateOptions()
+        return self.journal.add_file(rel, stamp(path).key, [RowOptions(defaults.format, defaults.language)])[0]
 
     async def run(self, until: Callable[[Pool], bool], *, key: str = EMU_KEY, rows: list[Row] | None = None,
                   resume: list[Row] | None = None, timeout: float = 20.0) -> Pool:
@@ -58,7 +64,7 @@ class Harness:
         if resume:
             pool.resume(resume)
         for row in rows or []:
-            pool.enqueue(row.id)
+            pool.enqueue(row.id, row.job)
         runner = asyncio.create_task(pool.run())
         try:
             async with asyncio.timeout(timeout):
@@ -73,7 +79,7 @@ class Harness:
 
     def report(self, rel: str) -> dict[str, Any]:
         """The quarantine report of `rel`."""
-        report: dict[str, Any] = json.loads((self.settings.quarantine / f"{rel}.error.json").read_text())
+        report: dict[str, Any] = json.loads((self.quarantine / f"{rel}.error.json").read_text())
         return report
 
 

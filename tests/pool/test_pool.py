@@ -31,8 +31,8 @@ class TestHappyPath:
         data = png_bytes(1)
         row = harness.drop("in/a.png", data)
         await harness.run(finished(1), rows=[row])
-        assert (harness.settings.outbox / "in/a.txt").read_bytes() == render_result(sha256(data), "a.png", "txt")
-        assert (harness.settings.archive / "in/a.png").read_bytes() == data
+        assert (harness.outbox / "in/a.txt").read_bytes() == render_result(sha256(data), "a.png", "txt")
+        assert (harness.archive / "in/a.png").read_bytes() == data
         final = harness.journal.get(row.id)
         assert final.state is FileState.DONE and final.task_id and final.output_rel == "in/a.txt"
 
@@ -55,7 +55,7 @@ class TestHappyPath:
         await harness.run(finished(2), rows=rows)
         assert emulator.stats()["tasks_by_sha256"] == {sha256(data): 1}
         expected = render_result(sha256(data), "same.png", "txt")
-        assert [(harness.settings.outbox / f"{d}/same.txt").read_bytes() for d in ("one", "two")] == [expected] * 2
+        assert [(harness.outbox / f"{d}/same.txt").read_bytes() for d in ("one", "two")] == [expected] * 2
 
 
 class TestResume:
@@ -63,13 +63,13 @@ class TestResume:
         data = png_bytes(2)
         row = harness.drop("p.png", data)
         async with PicWishClient(emulator.base_url, EMU_KEY, requests_per_second=1000) as client:
-            task_id = await client.create_task(harness.settings.inbox / "p.png", CreateOptions())
+            task_id = await client.create_task(harness.inbox / "p.png", CreateOptions())
         row = harness.journal.uploading(row.id, sha256=sha256(data))
         row = harness.journal.polling(row.id, task_id=task_id, task_created_at=0.0 + row.first_seen,
                                       sha256=sha256(data))
         await harness.run(finished(1), resume=[row])
         assert emulator.stats()["creates"] == 1
-        assert (harness.settings.outbox / "p.txt").exists()
+        assert (harness.outbox / "p.txt").exists()
 
     async def test_a_row_caught_uploading_is_uploaded_again(self, harness: Harness, emulator: Emulator) -> None:
         row = harness.drop("u.png", png_bytes(3))
@@ -87,11 +87,11 @@ class TestResume:
         row = harness.journal.downloading(row.id, result_url="http://x/", result_url_at=row.first_seen)
         row = harness.journal.output_reserved(row.id, "m.txt")
         row = harness.journal.finishing(row.id)
-        (harness.settings.outbox / "m.txt").write_text("result")
-        (harness.settings.inbox / "m.png").rename(harness.settings.archive / "m.png")
+        (harness.outbox / "m.txt").write_text("result")
+        (harness.inbox / "m.png").rename(harness.archive / "m.png")
         await harness.run(finished(1), resume=[row])
         assert harness.journal.get(row.id).state is FileState.DONE
-        assert (harness.settings.archive / "m.png").read_bytes() == data
+        assert (harness.archive / "m.png").read_bytes() == data
         assert emulator.stats()["requests_total"] == 0
 
     async def test_a_row_caught_downloading_whose_output_is_in_place_does_not_download_again(
@@ -101,10 +101,10 @@ class TestResume:
         row = harness.journal.polling(row.id, task_id="t-2", task_created_at=None, sha256="0" * 64)
         row = harness.journal.downloading(row.id, result_url="http://x/", result_url_at=row.first_seen)
         row = harness.journal.output_reserved(row.id, "d.txt")
-        (harness.settings.outbox / "d.txt").write_text("complete result")
+        (harness.outbox / "d.txt").write_text("complete result")
         await harness.run(finished(1), resume=[row])
-        assert (harness.settings.archive / "d.png").exists()
-        assert (harness.settings.outbox / "d.txt").read_text() == "complete result"
+        assert (harness.archive / "d.png").exists()
+        assert (harness.outbox / "d.txt").read_text() == "complete result"
         assert emulator.stats()["downloads"] == 0
 
 
@@ -133,7 +133,7 @@ class TestErrors:
         rows = [harness.drop(f"k{n}.png", png_bytes(n)) for n in range(8)]
         pool = await harness.run(lambda p: p.account_problem is not None, key="wrong-key", rows=rows)
         assert pool.stats.quarantined == 0
-        assert all((harness.settings.inbox / f"k{n}.png").exists() for n in range(8))
+        assert all((harness.inbox / f"k{n}.png").exists() for n in range(8))
         # One refusal pauses everything: only uploads already under way beside it were sent.
         assert 1 <= emulator.stats()["create_requests"] <= harness.settings.max_uploads < 8
         assert "wrong-key" not in (pool.account_problem or "")
@@ -154,9 +154,9 @@ class TestErrors:
         data = png_bytes(9)
         row = harness.drop("b.png", data)
         await harness.run(finished(1), rows=[row])
-        assert (harness.settings.outbox / "b.txt").read_bytes() == render_result(sha256(data), "b.png", "txt")
+        assert (harness.outbox / "b.txt").read_bytes() == render_result(sha256(data), "b.png", "txt")
         assert emulator.stats()["downloads"] == 2
-        assert [p.name for p in harness.settings.outbox.iterdir()] == ["b.txt"], "no temp file left"
+        assert [p.name for p in harness.outbox.iterdir()] == ["b.txt"], "no temp file left"
 
     async def test_an_outbox_that_cannot_be_written_is_waited_for_not_blamed_on_the_file(
         self, harness: Harness, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
@@ -175,8 +175,8 @@ class TestErrors:
         row = harness.drop("full.png", png_bytes(14))
         await harness.run(finished(1), rows=[row])
         final = harness.journal.get(row.id)
-        assert final.state is FileState.DONE and (harness.settings.outbox / "full.txt").exists()
-        assert list(harness.settings.quarantine.iterdir()) == []
+        assert final.state is FileState.DONE and (harness.outbox / "full.txt").exists()
+        assert list(harness.quarantine.iterdir()) == []
         assert emulator.stats()["creates"] == 1
 
     async def test_a_task_that_never_finishes_times_out_into_quarantine(
@@ -205,7 +205,7 @@ class TestErrors:
         self, harness: Harness, emulator: Emulator
     ) -> None:
         row = harness.drop("gone.png", png_bytes(12))
-        (harness.settings.inbox / "gone.png").unlink()
+        (harness.inbox / "gone.png").unlink()
         await harness.run(finished(1), rows=[row])
         report = harness.report("gone.png")
         assert report["source_missing"] is True and "disappeared" in report["reason"]

@@ -70,7 +70,7 @@ def fast(root: Path, **values: object) -> Harness:
 
 async def test_a_fake_service_carries_a_file_to_the_outbox(tmp_path: Path) -> None:
     harness = fast(tmp_path)
-    config, journal = harness.settings, harness.journal
+    config, journal = harness.place, harness.journal
     data = png_bytes(1)
     row = harness.drop("a.png", data)
     service = FakeService([PROCESSING])
@@ -95,7 +95,7 @@ async def test_failed_queries_are_retried_without_counting_against_the_file(tmp_
 
 async def test_a_task_past_the_poll_timeout_is_quarantined_even_when_queries_only_fail(tmp_path: Path) -> None:
     harness = fast(tmp_path, task_timeout_s=0.2, max_attempts=1000)
-    config = harness.settings
+    config = harness.place
     row = harness.drop("c.png", png_bytes(3))
     service = FakeService([ServerError("boom", status_code=502)] * 10_000)
     pool = await harness.drive(service, finished(1), rows=[row])

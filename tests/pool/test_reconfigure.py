@@ -1,6 +1,6 @@
-"""A reload's settings reach the pool: files admitted after it use the new OCR options, files
-admitted before it keep theirs (format and language are in their row), and a new pool size
-lets more files into flight."""
+"""A reload's settings reach the pool: a job's new on_success applies to files that end after
+it, files keep the options they were admitted with (in their rows), and a new pool size lets
+more files into flight."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 from ocr_watch.api import CreateOptions
 from ocr_watch.choices import OnSuccess
 from ocr_watch.emulator import Emulator
+from ocr_watch.intake.identity import stamp
+from ocr_watch.journal import RowOptions
 from ocr_watch.pool import Pool, PoolSettings
 from ocr_watch.testing import png_bytes
 from tests.pool.harness import Harness, finished
@@ -29,32 +31,34 @@ def reloaded(settings: PoolSettings, **changes: object) -> PoolSettings:
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 
 
-async def test_files_admitted_before_a_reload_keep_their_format_and_after_it_take_the_new(
+async def test_a_reload_changes_how_files_end_and_never_what_they_were_admitted_with(
         tmp_path: Path, emulator: Emulator) -> None:
+    """Options are in the rows (fixed at admission): a file admitted before a reload is sent
+    as admitted; the job's new on_success applies to every file that ends after it."""
     harness = Harness(tmp_path, emulator)
     before = harness.drop("before.png", png_bytes(1))  # admitted as txt
-    new = reloaded(harness.settings, create_options=CreateOptions(format="docx", language="English"),
-                   on_success=OnSuccess.KEEP)
-    assert harness.settings.update(new) == ["on_success", "create_options"]
-    after = harness.drop("after.png", png_bytes(2))  # admitted as docx
+    path = harness.inbox / "after.png"
+    path.write_bytes(png_bytes(2))
+    after = harness.journal.add_file("after.png", stamp(path).key, [RowOptions("docx", "English", "pw")])[0]
+    new = reloaded(harness.settings, places={"default": dataclasses.replace(harness.place,
+                                                                              on_success=OnSuccess.KEEP)})
+    assert harness.settings.update(new) == ["places"]
     assert (before.options_key, after.options_key) == ("txt|ChinesePRC,English,Digits", "docx|English")
     await harness.run(finished(2), rows=[before, after])
-    assert sorted(p.name for p in harness.settings.outbox.iterdir()) == ["after.docx", "before.txt"]
-    assert sorted(t["format"] for t in emulator.tasks()) == ["docx", "txt"]
-    # on_success: keep applies to both (a file's ending is decided when it ends).
-    assert sorted(p.name for p in harness.settings.inbox.iterdir()) == ["after.png", "before.png"]
+    assert sorted(p.name for p in harness.outbox.iterdir()) == ["after.docx", "before.txt"]
+    asked = sorted((t["format"], t["password"]) for t in emulator.tasks())
+    assert asked == [("docx", "pw"), ("txt", None)]
+    assert sorted(p.name for p in harness.inbox.iterdir()) == ["after.png", "before.png"]
 
 
-def test_options_of_a_row_come_from_its_key_and_the_password_is_todays() -> None:
-    settings = PoolSettings(
-        inbox=Path("/i"), outbox=Path("/o"), quarantine=Path("/q"), archive=Path("/a"), on_success=OnSuccess.ARCHIVE,
-        create_options=CreateOptions(format="pdf", language="German", password="pw"), max_in_flight=1, max_uploads=1,
-        queue_size=1, poll_min_interval_s=1, task_timeout_s=1, max_attempts=1, ambiguous_creates=1,
-        backoff_initial_s=1, backoff_max_s=1)
-    assert settings.options_for("txt|English,Digits") == CreateOptions(format="txt", language="English,Digits",
-                                                                         password="pw")
-    assert settings.options_for("garbled") == settings.create_options
-    assert settings.format_of(settings.options_key) == "pdf"
+def test_a_rows_create_options_are_its_own_and_the_callback_url_the_pools(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, callback_url="https://cb.example/x?t=1")
+    row = harness.journal.add_file("a.png", (1, 2, 3), [RowOptions("pdf", "German", "pw", 0)])[0]
+    assert harness.settings.create_options(row) == CreateOptions(
+        format="pdf", language="German", password="pw", callback_url="https://cb.example/x?t=1")
+    unfixed = harness.journal.add("b.png", (1, 2, 4), "txt|English")  # an older row, not resumed
+    with pytest.raises(RuntimeError, match="no options fixed"):
+        harness.settings.create_options(unfixed)
 
 
 async def test_a_larger_pool_takes_more_files_into_flight(tmp_path: Path, emulator: Emulator) -> None:

@@ -177,7 +177,7 @@ def test_a_dead_observer_ends_ocr_watch_run_with_a_non_zero_exit(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """`ocr-watch run` (in process, so the thread can be killed): exit 70, and the log says why."""
-    from ocr_watch import cli, daemon
+    from ocr_watch import cli, served
 
     made: list[InboxWatcher] = []
 
@@ -186,7 +186,7 @@ def test_a_dead_observer_ends_ocr_watch_run_with_a_non_zero_exit(
             super().start()
             made.append(self)
 
-    monkeypatch.setattr(daemon, "InboxWatcher", Recorded)
+    monkeypatch.setattr(served, "InboxWatcher", Recorded)  # each job's watcher is built there
     (tmp_path / "inbox").mkdir()
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
