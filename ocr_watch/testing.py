@@ -10,6 +10,7 @@ talks to 127.0.0.1 only.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pty
@@ -19,7 +20,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 import yaml
 
 __all__ = ["EMU_KEY", "PNG", "Daemon", "DaemonProcess", "Folders", "NotifyReceiver", "Workspace", "free_port",
-           "once_on_a_terminal", "png_bytes", "sha256", "wait_for"]
+           "json_log", "once_on_a_terminal", "png_bytes", "restore_logging", "sha256", "wait_for"]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EMU_KEY = "emu-key"  # the key the tests' emulators accept
@@ -44,6 +46,48 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def json_log(secrets: list[str]) -> Iterator[io.StringIO]:
+    """The daemon's JSON log into a string, `secrets` redacted; the process's logging as it was after."""
+    import logging
+
+    import structlog
+
+    from ocr_watch import logs
+
+    root = logging.getLogger()
+    handlers, level, hook, unraisable = list(root.handlers), root.level, threading.excepthook, sys.unraisablehook
+    out = io.StringIO()
+    logs.configure("info", secrets=secrets, json=True, stream=out)
+    try:
+        yield out
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        threading.excepthook = hook
+        sys.unraisablehook = unraisable
+        logging.captureWarnings(False)
+        structlog.reset_defaults()
+
+
+def restore_logging() -> None:
+    """After `cli.main` ran in the test's own process (it configures logging for the process):
+    logging as pytest had it."""
+    import logging
+
+    import structlog
+
+    from ocr_watch.logs import StdlibHandler
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    threading.excepthook = threading.__excepthook__
+    logging.captureWarnings(False)
+    structlog.reset_defaults()
 
 
 def free_port() -> int:

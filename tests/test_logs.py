@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import os
-import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 import structlog
 
 from ocr_watch import logs
+from ocr_watch.testing import json_log as json_log_into
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -25,17 +25,8 @@ KEY = "sk-live-0123456789abcdef"
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     """A JSON-configured stream; the process-wide logging state is put back afterwards."""
-    root = logging.getLogger()
-    handlers, level, hook, unraisable = list(root.handlers), root.level, threading.excepthook, sys.unraisablehook
-    out = io.StringIO()
-    logs.configure("info", secrets=[KEY], json=True, stream=out)
-    yield out
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    threading.excepthook = hook
-    sys.unraisablehook = unraisable
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
+    with json_log_into([KEY]) as out:
+        yield out
 
 
 def lines(out: io.StringIO) -> list[dict[str, Any]]:

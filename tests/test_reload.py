@@ -16,7 +16,7 @@ import yaml
 from ocr_watch import config as cfgmod
 from ocr_watch.notify import Notifier
 from ocr_watch.reload import Reloader, plan_reload
-from ocr_watch.testing import NotifyReceiver
+from ocr_watch.testing import NotifyReceiver, restore_logging
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,14 +132,12 @@ def test_a_sighup_while_starting_is_a_reload_once_ready_not_a_death(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`ocr-watch run` in this process; SIGHUP arrives while it starts (before the reloader
     exists): it does not kill it, and the reload happens once it is ready."""
-    import logging
     import os
     import signal
     import threading
 
     from ocr_watch import cli
     from ocr_watch.emulator import Emulator, EmulatorSettings
-    from ocr_watch.logs import StdlibHandler
     from ocr_watch.pool.memory import PlannerMemory
     from ocr_watch.testing import EMU_KEY, wait_for
 
@@ -172,12 +170,7 @@ def test_a_sighup_while_starting_is_a_reload_once_ready_not_a_death(
             code = cli.main(["run", "--config", str(config)])
         finally:
             stopper.join(30)
-            root = logging.getLogger()
-            for handler in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
-                root.removeHandler(handler)
-            root.setLevel(logging.WARNING)
-            threading.excepthook = threading.__excepthook__
-            structlog.reset_defaults()
+            restore_logging()
     err = "".join(seen) + capsys.readouterr().err
     assert code == 0
     assert err.index('"watching"') < err.index('"config_reloaded"') < err.index('"stopped"')

@@ -6,7 +6,6 @@ watcher's thread dies (and the daemon then exits 70 for systemd to restart it)."
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import threading
 import time
@@ -14,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import yaml
 
 from ocr_watch import cli, served
 from ocr_watch.emulator import Emulator
-from ocr_watch.logs import StdlibHandler
-from ocr_watch.testing import EMU_KEY, NotifyReceiver, wait_for
+from ocr_watch.testing import EMU_KEY, NotifyReceiver, restore_logging, wait_for
 from ocr_watch.watch import InboxWatcher
 
 pytestmark = [pytest.mark.timeout(60),
@@ -85,7 +82,7 @@ def test_a_wedged_loop_and_a_dead_observer_stop_the_pings(
     finally:
         helper.join(30)
         receiver.close()
-        _restore_logging()
+        restore_logging()
     err = capsys.readouterr().err
     assert code == 70 and '"watcher_died"' in err
     assert "dead" in seen, "the helper did not get through"
@@ -98,12 +95,3 @@ def test_a_wedged_loop_and_a_dead_observer_stop_the_pings(
     assert '"watchdog_withheld"' in err
     assert receiver.values("STOPPING") and receiver.values("READY")
 
-
-def _restore_logging() -> None:
-    """cli.main configured logging for the process; leave it as pytest had it."""
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
-        root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
-    threading.excepthook = threading.__excepthook__
-    structlog.reset_defaults()

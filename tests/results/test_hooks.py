@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import os
 import sys
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
-from ocr_watch import logs
 from ocr_watch.results.hooks import HookEvent, HookFacts, HookLimits, HookRunner, hook_environment
+from ocr_watch.testing import json_log as json_log_into
 from ocr_watch.testing import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -287,17 +284,8 @@ class TestShutdown:
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     """The daemon's JSON log configured with KEY as a secret; put back afterwards."""
-    root = logging.getLogger()
-    handlers, level, hook, unraisable = list(root.handlers), root.level, threading.excepthook, sys.unraisablehook
-    out = io.StringIO()
-    logs.configure("info", secrets=[KEY], json=True, stream=out)
-    yield out
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    threading.excepthook = hook
-    sys.unraisablehook = unraisable
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
+    with json_log_into([KEY]) as out:
+        yield out
 
 
 class TestPureParts:

@@ -17,7 +17,7 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, WatchDescriptor
 
 from ocr_watch.emulator import Emulator
-from ocr_watch.testing import EMU_KEY, wait_for
+from ocr_watch.testing import EMU_KEY, restore_logging, wait_for
 from ocr_watch.watch import InboxWatcher, WatcherDied, keep_watching
 from ocr_watch.watch.observer import Health
 
@@ -214,19 +214,3 @@ def test_a_dead_observer_ends_ocr_watch_run_with_a_non_zero_exit(
     # Why comes first, then the orderly stop (the journal closed), then the exit.
     assert err.index('"watcher_died"') < err.index('"stopping"') < err.index('"internal_error"')
 
-
-def restore_logging() -> None:
-    """cli.main configured logging for the process; leave it as pytest had it."""
-    import logging
-
-    import structlog
-
-    from ocr_watch.logs import StdlibHandler
-
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, StdlibHandler)]:
-        root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
-    threading.excepthook = threading.__excepthook__
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
