@@ -3,6 +3,7 @@
     python bench/planner_sim.py                          # 3 s +- 30 %, answers arrive at once
     python bench/planner_sim.py --spare                  # as for a quota with room to spare
     python bench/planner_sim.py --query-wait 0.5         # each query waits 0.5 s for a token
+    python bench/planner_sim.py --slot 0.51              # at quota: queries go out on the gate's grid
     python bench/planner_sim.py --processing-seconds 10 --first-quantile 0.6 --second-share 0.8
                                                          # the trade: calls per task for latency
 
@@ -11,6 +12,8 @@ emulator's, progress as the emulator reports it (0 until 25 % of the duration, t
 and `ocr_watch.pool.planner.PollPlanner` with the pool's defaults, fed exactly as the poller
 feeds it (age taken when a query is sent, after any wait for a token). `--spare` plans as for a
 quota with room to spare (the first query aims at the median), the default as for a busy one.
+`--slot S` models the gate at quota: it is never idle, so requests leave every S seconds on a
+grid that starts at the task's own create, and a query due between two slots goes at the next.
 Prints the first-poll delay as it learns, queries per task and the lag from done to the query
 that saw it, for each tenth of the run and for all of it.
 """
@@ -18,6 +21,7 @@ that saw it, for each tenth of the run and for all of it.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 from pathlib import Path
@@ -42,6 +46,9 @@ def main() -> int:
     parser.add_argument("--jitter", type=float, default=0.3)
     parser.add_argument("--query-wait", type=float, default=0.0,
                         help="seconds a planned query waits for a token before it is sent")
+    parser.add_argument("--slot", type=float, default=0.0,
+                        help="the gate's spacing at quota: a query is sent at the next multiple of it "
+                             "after it is due (0: at once)")
     parser.add_argument("--min-interval", type=float, default=1.0, help="poll.interval_seconds")
     parser.add_argument("--spare", action="store_true", help="plan as for a quota with room to spare")
     parser.add_argument("--first-quantile", type=float, default=None,
@@ -68,6 +75,8 @@ def main() -> int:
         while True:
             n += 1
             age = planned + args.query_wait  # sent once a token is free
+            if args.slot > 0:  # ... and the gate's next slot (1e-9: a float just past a slot)
+                age = math.ceil(age / args.slot - 1e-9) * args.slot
             done, prog = progress(age, duration)
             if n == 1:
                 planner.first_outcome(done, busy=busy)
