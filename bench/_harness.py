@@ -17,10 +17,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,36 @@ class Daemon(DaemonProcess):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
         raise KeyError(key)
+
+
+def run_workloads(workloads: dict[str, Callable[[], None]], emulators: Iterable[EmulatorProc], *,
+                  sequential: bool = False) -> bool:
+    """Run each workload (side by side in threads, or one after another), then stop every
+    emulator; a workload that raised is printed on stderr. True when all finished."""
+    errors: dict[str, BaseException] = {}
+
+    def guarded(name: str) -> None:
+        try:
+            workloads[name]()
+        except BaseException as exc:  # reported below
+            errors[name] = exc
+
+    try:
+        if sequential:
+            for name in workloads:
+                guarded(name)
+        else:
+            threads = [threading.Thread(target=guarded, args=(name,), name=name) for name in workloads]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        for emu in emulators:
+            emu.stop()
+    for name, exc in errors.items():
+        print(f"{name} failed: {exc!r}", file=sys.stderr)
+    return not errors
 
 
 def proc_cpu_split(pid: int) -> tuple[float, float]:

@@ -25,15 +25,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import KEY, Daemon, EmulatorProc, Report, Workspace, api_figures, png_bytes, wait_until
+from _harness import KEY, Daemon, EmulatorProc, Report, Workspace, api_figures, png_bytes, run_workloads, wait_until
 
 JOBS = {"invoices": "xlsx", "letters": "docx", "contracts": "pdf"}
 QUIET_TARGET_S = 15.0
@@ -153,29 +153,12 @@ def main() -> int:
         results["busy and quiet"] = {}
     emulators = {name: EmulatorProc(rps=args.rps, processing_seconds=args.processing_seconds,
                                     jitter=args.jitter, seed=1) for name in results}
-    errors: dict[str, BaseException] = {}
+    def workload(name: str) -> Callable[[], None]:
+        if name == "busy and quiet":
+            return lambda: run_quiet(args, emulators[name], results[name])
+        return lambda: run(args, emulators[name], results[name], jobs=name == "three jobs")
 
-    def guarded(name: str) -> None:
-        try:
-            if name == "busy and quiet":
-                run_quiet(args, emulators[name], results[name])
-            else:
-                run(args, emulators[name], results[name], jobs=name == "three jobs")
-        except BaseException as exc:  # reported below
-            errors[name] = exc
-
-    threads = [threading.Thread(target=guarded, args=(name,), name=name) for name in results]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        for emu in emulators.values():
-            emu.stop()
-    if errors:
-        for name, exc in errors.items():
-            print(f"{name} failed: {exc!r}", file=sys.stderr)
+    if not run_workloads({name: workload(name) for name in results}, emulators.values()):
         return 2
 
     one, three = results["one job"], results["three jobs"]

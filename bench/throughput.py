@@ -38,8 +38,8 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from _harness import (
     api_gaps_ms,
     callback_section,
     png_bytes,
+    run_workloads,
     wait_until,
 )
 
@@ -231,33 +232,16 @@ def main() -> int:
     emulators = {name: EmulatorProc(rps=args.rps, processing_seconds=args.processing_seconds,
                                     jitter=args.jitter, seed=1, extra=("--limiter", args.limiter))
                  for name in runners}
-    errors: dict[str, BaseException] = {}
-
-    def guarded(name: str) -> None:
-        try:
+    def workload(name: str) -> Callable[[], None]:
+        def go() -> None:
             runners[name](args, emulators[name], results[name])
             r = results[name]
             report.note(f"{name} finished: {r['files']} files in {r['span_s']:.1f} s "
                         f"({r['files_per_min']:.1f}/min)")
-        except BaseException as exc:  # reported below
-            errors[name] = exc
+        return go
 
-    try:
-        if args.sequential:
-            for name in runners:
-                guarded(name)
-        else:
-            threads = [threading.Thread(target=guarded, args=(name,), name=name) for name in runners]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-    finally:
-        for emu in emulators.values():
-            emu.stop()
-    if errors:
-        for name, exc in errors.items():
-            print(f"{name} failed: {exc!r}", file=sys.stderr)
+    if not run_workloads({name: workload(name) for name in runners}, emulators.values(),
+                         sequential=args.sequential):
         return 2
 
     ven, nai = results["vendor"], results["naive"]
