@@ -153,6 +153,7 @@ def main() -> int:
         results["busy and quiet"] = {}
     emulators = {name: EmulatorProc(rps=args.rps, processing_seconds=args.processing_seconds,
                                     jitter=args.jitter, seed=1) for name in results}
+
     def workload(name: str) -> Callable[[], None]:
         if name == "busy and quiet":
             return lambda: run_quiet(args, emulators[name], results[name])
