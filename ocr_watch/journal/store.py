@@ -255,12 +255,6 @@ class Journal(Transitions):
             " AND f.state = 'quarantined') ORDER BY id DESC LIMIT 1", (job, sha256, options_key, exclude_id))
         return rows[0] if rows else None
 
-    def batch_moved(self, batch: int, final_path: str) -> None:
-        """The source of a file in several formats moved, by its last row: the rows that
-        ended before it (their source waiting) say where it went too."""
-        self._db.execute("UPDATE files SET final_path = ? WHERE batch = ? AND final_path IS NULL"
-                         " AND state IN ('done', 'quarantined')", to_params((final_path, batch)))
-
     def finished_with_stamp(self, rel: str, stamp: tuple[int, int, int], job: str = "default") -> Row | None:
         """A finished row for this very file (same path, size, mtime, inode) that left it in
         the inbox, if any.
@@ -356,9 +350,7 @@ class Journal(Transitions):
         size, mtime_ns, inode = stamp
         wanted: list[RowOptions | None] = list(options) or [None]
         ids: list[int] = []
-        # A savepoint: its own transaction, or a part of admission's (`transaction`).
-        self._db.execute("SAVEPOINT add_file")
-        try:
+        with self._savepoint("add_file"):
             for opts in wanted:
                 key = options_key if opts is None else opts.options_key
                 batch = (ids[0] if ids else None) if len(wanted) > 1 else None
@@ -374,11 +366,6 @@ class Journal(Transitions):
                 ids.append(cur.lastrowid)
             if len(ids) > 1:
                 self._db.execute("UPDATE files SET batch = ? WHERE id = ?", (ids[0], ids[0]))
-            self._db.execute("RELEASE add_file")
-        except BaseException:
-            self._db.execute("ROLLBACK TO add_file")
-            self._db.execute("RELEASE add_file")
-            raise
         # Not remembered: a backlog of thousands of queued rows stays on disk until worked on.
         return self._select(f"id IN ({', '.join('?' * len(ids))}) ORDER BY id", tuple(ids))
 
@@ -406,13 +393,34 @@ class Journal(Transitions):
                 sets.setdefault("finished_at", now)
         sets["updated_at"] = now
         assignments = ", ".join(f"{k} = ?" for k in sets)
-        # One statement is one transaction (autocommit); the journal has a single writer, so
-        # nothing can move the row between the check above and this write.
-        self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", to_params((*sets.values(), row_id)))
+        # The last row of a file in several formats moved its source: the rows that ended
+        # before it (their source waiting) learn where it went, in the same transaction.
+        batch_moved = state in TERMINAL and current.batch is not None and bool(sets.get("final_path"))
+        # The journal has a single writer, so nothing can move the row between the check
+        # above and this write.
+        with self._savepoint("ended") if batch_moved else contextlib.nullcontext():
+            self._db.execute(f"UPDATE files SET {assignments} WHERE id = ?", to_params((*sets.values(), row_id)))
+            if batch_moved:
+                self._db.execute("UPDATE files SET final_path = ? WHERE batch = ? AND final_path IS NULL"
+                                 " AND state IN ('done', 'quarantined')",
+                                 to_params((sets["final_path"], current.batch)))
         # The single writer knows what it wrote: no second read.
         if state is not None:
             sets["state"] = state
         return self._remember(dataclasses.replace(current, **sets))
+
+    @contextlib.contextmanager
+    def _savepoint(self, name: str) -> Iterator[None]:
+        """Statements that stand or fall together: their own transaction, or a part of an
+        open one (admission's `transaction`)."""
+        self._db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._db.execute(f"ROLLBACK TO {name}")
+            self._db.execute(f"RELEASE {name}")
+            raise
+        self._db.execute(f"RELEASE {name}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

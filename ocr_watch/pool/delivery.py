@@ -219,8 +219,6 @@ class Delivery:
                 self._folders.works(row, folder)
             break
         row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
-        if row.batch is not None and final is not None:
-            self._journal.batch_moved(row.batch, str(final))
         self._flight.release(row.id, "done")
         log.info("file_done", job=row.job, file=row.rel, task_id=row.task_id, output=row.output_rel,
                  source_to=str(final) if final else self._settings.place(row).on_success,
@@ -235,8 +233,6 @@ class Delivery:
                       action="the source stays in the inbox; move it out by hand")
             note = f"another format failed, and the source could not be put in quarantine: {failure}"
         row = self._journal.done(row.id, final_path=str(final) if final else None, note=note)
-        if row.batch is not None and final is not None:
-            self._journal.batch_moved(row.batch, str(final))
         self._flight.release(row.id, "done")
         failed = [o for o in others if o.state is FileState.QUARANTINED]
         log.warning("file_quarantined", job=row.job, file=row.rel, to=str(final) if final else None,

@@ -131,8 +131,6 @@ class Failures:
             self._quarantine_failed(row, failure)
             return
         row = self._journal.quarantined(row.id, final_path=str(dest) if dest else None)
-        if row.batch is not None and dest is not None:
-            self._journal.batch_moved(row.batch, str(dest))
         self._flight.release(row.id, "quarantined")
         log.warning("file_quarantined", job=row.job, file=row.rel, stage=row.last_stage, reason=row.last_error,
                     task_id=row.task_id, attempts=row.attempts, to=row.final_path,

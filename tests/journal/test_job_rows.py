@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_watch.journal import FileState, Journal, RowOptions
+from ocr_watch.journal import FileState, Journal, RowOptions, Stage
 
 STAMP = (10, 1_000, 42)
 
@@ -74,3 +74,16 @@ def test_a_task_is_shared_only_among_the_jobs_of_its_key(tmp_path: Path) -> None
     assert journal.shareable_task("ab", "txt|English", exclude_id=other.id, jobs=("one", "two")) is not None
     assert journal.reusable_result("ab", "txt|English", not_before=0.0, jobs=("two",)) is None
     assert journal.reusable_result("ab", "txt|English", not_before=0.0, jobs=("one",)) is not None
+
+
+def test_the_last_row_of_a_batch_to_end_tells_the_others_where_the_source_went(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    pdf, txt = journal.add_file("c.png", STAMP, [RowOptions("pdf", "English"), RowOptions("txt", "English")])
+    other = journal.add_file("d.png", STAMP, [RowOptions("pdf", "English"), RowOptions("txt", "English")])[0]
+    for row in (pdf, txt, other):
+        journal.quarantining(row.id, stage=Stage.CREATE, reason="refused", http_status=400, task_state=None)
+    journal.quarantined(pdf.id, final_path=None)  # its source waits for txt
+    journal.quarantined(other.id, final_path=None)
+    journal.quarantined(txt.id, final_path="/q/c.png")
+    assert journal.get(pdf.id).final_path == "/q/c.png"
+    assert journal.get(other.id).final_path is None, "another file's batch is not touched"
