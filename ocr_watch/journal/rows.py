@@ -52,11 +52,6 @@ class Row:
     batch: int | None = None      # several formats: the id of the file's first row
 
     @property
-    def siblings_key(self) -> int:
-        """What the rows of one file asked for in several formats share."""
-        return self.batch if self.batch is not None else self.id
-
-    @property
     def stamp(self) -> tuple[int, int, int]:
         return (self.size, self.mtime_ns, self.inode)
 

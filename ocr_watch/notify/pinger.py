@@ -54,7 +54,6 @@ class WatchdogPinger:
         self._healthy = healthy
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sd-watchdog", daemon=True)
-        self.pings = 0
         self.withheld = 0
 
     def start(self) -> WatchdogPinger:
@@ -83,7 +82,6 @@ class WatchdogPinger:
                 why = "the inbox watcher is not running"
             if why is None:
                 self._notifier.send("WATCHDOG=1")
-                self.pings += 1
                 if withholding is not None:
                     log.info("watchdog_resumed", after=withholding)
                     withholding = None
